@@ -1,0 +1,1 @@
+"""Our own wire-compatible runtime of the Golem Task API."""
