@@ -1,0 +1,163 @@
+"""Single-thread rate of each native scan kernel against its limits.
+
+Run as ``python -m bench.native_kernels [--seconds S] [--prefix-length N] [--json]``.
+
+Prints nonces/s for every kernel in ``engine._native.kernels()``, for a
+hashlib midstate loop in pure Python (the engine's fallback kernel), and the
+SHA-256 block rate of hashlib over a large buffer (bytes/s / 64: the ceiling
+for one compression per nonce), plus ``openssl speed`` when openssl exists.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+
+try:
+    from engine import _native
+except ImportError:  # the extension is optional
+    _native = None
+
+# No digest is below an all-zero target: every scan runs its whole range.
+_IMPOSSIBLE = bytes(32)
+
+
+@dataclass(frozen=True)
+class Rate:
+    """A measured rate: `count` units in `seconds`."""
+
+    name: str
+    count: int
+    seconds: float
+
+    @property
+    def per_second(self) -> float:
+        return self.count / self.seconds
+
+
+def python_scan(prefix: bytes, start: int, stop: int, target: bytes) -> int | None:
+    """The pure-Python midstate loop: hash the prefix once, copy it per nonce."""
+    base = hashlib.sha256(prefix)
+    for nonce in range(start, stop):
+        h = base.copy()
+        h.update(str(nonce).encode("ascii"))
+        if h.digest() < target:
+            return nonce
+    return None
+
+
+def _timed(name: str, run: "callable[[int], None]", seconds: float, first: int) -> Rate:
+    """Grow the batch until one run lasts about `seconds`; keep the best of three."""
+    count = first
+    while True:
+        t0 = time.perf_counter()
+        run(count)
+        elapsed = time.perf_counter() - t0
+        if elapsed >= seconds / 4:
+            break
+        count *= 4
+    count = max(1, int(count * seconds / elapsed / 3))
+    best = None
+    for _ in range(3):
+        t0 = time.perf_counter()
+        run(count)
+        elapsed = time.perf_counter() - t0
+        if best is None or elapsed < best.seconds:
+            best = Rate(name, count, elapsed)
+    return best
+
+
+def measure_kernel(kernel: str, prefix: bytes, seconds: float, start: int = 10**9) -> Rate:
+    """Nonces per second of one native kernel on one thread."""
+    return _timed(
+        kernel,
+        lambda n: _native.scan(prefix, start, start + n, _IMPOSSIBLE, kernel),
+        seconds,
+        first=1 << 16,
+    )
+
+
+def measure_python(prefix: bytes, seconds: float, start: int = 10**9) -> Rate:
+    """Nonces per second of the pure-Python midstate loop."""
+    return _timed(
+        "python", lambda n: python_scan(prefix, start, start + n, _IMPOSSIBLE), seconds, first=1 << 12
+    )
+
+
+def measure_block_rate(seconds: float) -> Rate:
+    """SHA-256 64-byte blocks per second of hashlib over a 16 MiB buffer."""
+    buf = bytes(16 << 20)
+    rate = _timed("hashlib blocks", lambda n: [hashlib.sha256(buf) for _ in range(n)], seconds, first=1)
+    return Rate(rate.name, rate.count * len(buf) // 64, rate.seconds)
+
+
+def openssl_block_rate() -> float | None:
+    """Blocks per second from `openssl speed -bytes 8192 sha256`, if openssl is installed."""
+    exe = shutil.which("openssl")
+    if exe is None:
+        return None
+    try:
+        out = subprocess.run(
+            [exe, "speed", "-seconds", "1", "-bytes", "8192", "sha256"],
+            capture_output=True, text=True, timeout=30, check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    # Last line: "sha256   <rate>k" with the rate in thousands of bytes/s.
+    match = re.search(r"^sha256\s+([\d.]+)k\s*$", out, re.MULTILINE)
+    return float(match.group(1)) * 1000 / 64 if match else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Measure and print every kernel's rate with its ratios."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=1.0, help="target time per measurement")
+    parser.add_argument("--prefix-length", type=int, default=32,
+                        help="prefix bytes (> 46 puts the digits of a 10-digit nonce in a second block)")
+    parser.add_argument("--no-openssl", action="store_true", help="skip the openssl speed reference")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    args = parser.parse_args(argv)
+
+    prefix = bytes(i % 251 for i in range(args.prefix_length))
+    blocks = measure_block_rate(args.seconds)
+    python = measure_python(prefix, args.seconds)
+    kernels = [measure_kernel(k, prefix, args.seconds) for k in (_native.kernels() if _native else ())]
+    openssl = None if args.no_openssl else openssl_block_rate()
+
+    if args.json:
+        print(json.dumps({
+            "prefix_length": args.prefix_length,
+            "hashlib_block_rate": blocks.per_second,
+            "openssl_block_rate": openssl,
+            "python_nonces_per_s": python.per_second,
+            "kernels": {
+                r.name: {**asdict(r), "nonces_per_s": r.per_second,
+                         "vs_python": r.per_second / python.per_second,
+                         "vs_block_rate": r.per_second / blocks.per_second}
+                for r in kernels
+            },
+        }, indent=2))
+        return 0
+
+    print(f"prefix {args.prefix_length} bytes, nonces from 10**9 (10 digits), one thread")
+    print(f"{'SHA-256 block rate (hashlib)':32} {blocks.per_second / 1e6:8.2f} M blocks/s")
+    if openssl is not None:
+        print(f"{'SHA-256 block rate (openssl)':32} {openssl / 1e6:8.2f} M blocks/s")
+    print(f"{'python midstate loop':32} {python.per_second / 1e6:8.2f} M nonces/s")
+    if _native is None:
+        print("engine._native is not built: no native kernels")
+    for r in kernels:
+        print(f"{'kernel ' + r.name:32} {r.per_second / 1e6:8.2f} M nonces/s"
+              f"   x{r.per_second / python.per_second:5.1f} python"
+              f"   {100 * r.per_second / blocks.per_second:5.0f}% of block rate")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,65 @@
+"""Graceful stops: Shutdown interrupting a blocked handler, repeated shutdowns."""
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from grpclib.client import Channel
+from grpclib.exceptions import GRPCError, StreamTerminatedError
+
+from golem_task_api.client import RequestorAppClient
+from golem_task_api.dirutils import RequestorDir
+from golem_task_api.proto import golem_task_api_pb2 as pb
+from golem_task_api.proto.golem_task_api_grpc import RequestorAppStub
+from golem_task_api.testutils import InlineTaskApiService, find_free_port
+
+from gta_fakes import STARTED_MARKER, BlockingVerifyHandler, FakeRequestorHandler, wait_for_file
+
+
+def test_shutdown_stops_a_handler_blocked_in_executor_run(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        service = InlineTaskApiService(tmp_path, requestor_handler=BlockingVerifyHandler())
+        client = await RequestorAppClient.create(service, find_free_port())
+        try:
+            task_dir = RequestorDir(tmp_path).task_dir("t")
+            task_dir.prepare()
+            await client.create_task("t", 1, {})
+            verify = asyncio.create_task(client.verify("t", "s1"))
+            await wait_for_file(task_dir / STARTED_MARKER)
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            await client.shutdown(timeout=10)
+            # Well inside the grace period: the handler stopped, nothing was killed.
+            assert loop.time() - started < 4
+            assert service.exitcode == 0
+            with pytest.raises(GRPCError):
+                await verify
+        finally:
+            await client.shutdown()
+
+    asyncio.run(scenario())
+
+
+def test_double_shutdown_is_harmless(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        port = find_free_port()
+        service = InlineTaskApiService(tmp_path, requestor_handler=FakeRequestorHandler())
+        client = await RequestorAppClient.create(service, port)
+        channel = Channel("127.0.0.1", port)
+        try:
+            stub = RequestorAppStub(channel)
+            # Two Shutdown calls back to back on a raw stub, then the client's own.
+            assert await stub.Shutdown(pb.ShutdownRequest()) == pb.ShutdownReply()
+            try:
+                await stub.Shutdown(pb.ShutdownRequest())
+            except (GRPCError, StreamTerminatedError, OSError):
+                pass  # the server may already be gone; it must not crash
+            await client.shutdown(timeout=10)
+            await client.shutdown(timeout=10)
+            assert service.exitcode == 0
+        finally:
+            channel.close()
+            await client.shutdown()
+
+    asyncio.run(scenario())

@@ -1,0 +1,82 @@
+"""Helpers shared by the tutorial_app tests: task dirs, snapshots, forged results."""
+from __future__ import annotations
+
+import hashlib
+import zipfile
+from pathlib import Path
+
+from tutorial_app.store import DB_NAME, TaskStore
+
+INPUT_TEXT = "Golem tutorial input, zażółć 🦀\n"
+TASK_DIRS = ("task_inputs", "subtask_inputs", "task_outputs", "subtask_outputs")
+
+
+def make_task_dir(work_dir: Path, task_id: str, text: str = INPUT_TEXT, name: str = "input.txt") -> Path:
+    """Lay out a requestor task dir as the node does, with one input file."""
+    task_dir = work_dir / task_id
+    for sub in TASK_DIRS:
+        (task_dir / sub).mkdir(parents=True, exist_ok=True)
+    (task_dir / "task_inputs" / name).write_text(text, encoding="utf-8")
+    return task_dir
+
+
+def snapshot(task_dir: Path) -> tuple[object, ...]:
+    """Everything observable of a task dir: files with digests, and the store's rows."""
+    files = {}
+    for path in sorted(task_dir.rglob("*")):
+        if path.name.startswith(DB_NAME):
+            continue
+        rel = str(path.relative_to(task_dir))
+        files[rel] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "dir"
+    rows: object = None
+    if (task_dir / DB_NAME).exists():
+        store = TaskStore.open(task_dir)
+        rows = (store.task(), store.parts(), store.subtasks())
+    return files, rows
+
+
+def write_result(task_dir: Path, subtask_id: str, members: dict[str, bytes] | bytes) -> Path:
+    """Place a provider's result for ``subtask_id`` where Verify looks (raw bytes or a ZIP)."""
+    out_dir = task_dir / "subtask_outputs" / subtask_id
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{subtask_id}.zip"
+    if isinstance(members, bytes):
+        path.write_bytes(members)
+    else:
+        with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+            for name, data in members.items():
+                zf.writestr(name, data)
+    return path
+
+
+def subtask_input_text(task_dir: Path, subtask_id: str) -> str:
+    """The text the requestor gave ``subtask_id`` to hash."""
+    with zipfile.ZipFile(task_dir / "subtask_inputs" / f"{subtask_id}.zip") as zf:
+        (name,) = zf.namelist()
+        assert name == subtask_id
+        return zf.read(name).decode("utf-8")
+
+
+def sha256_hex(text: str) -> str:
+    """The PoW digest of a text, computed here independently of the engine."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def solve(text: str, difficulty: int) -> tuple[str, int]:
+    """The seed's sequential search, independent of the engine (small difficulties only)."""
+    target = 2 ** (256 - difficulty)
+    nonce = 0
+    while True:
+        digest = sha256_hex(text + str(nonce))
+        if int(digest, 16) < target:
+            return digest, nonce
+        nonce += 1
+
+
+def miss(text: str, difficulty: int) -> tuple[str, int]:
+    """A nonce with a correct digest that misses the target."""
+    target = 2 ** (256 - difficulty)
+    nonce = 0
+    while int(sha256_hex(text + str(nonce)), 16) < target:
+        nonce += 1
+    return sha256_hex(text + str(nonce)), nonce

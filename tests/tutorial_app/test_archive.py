@@ -1,0 +1,99 @@
+"""Writing and defensively reading one-member text ZIPs."""
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tutorial_app.archive import (
+    ArchiveError, ArchiveTooLargeError, CorruptArchiveError, EmptyArchiveError, NotAZipError,
+    NotUtf8Error, TextMember, TooManyMembersError, read_text_zip, write_text_zip,
+)
+
+
+def test_round_trip_unicode(tmp_path: Path) -> None:
+    path = tmp_path / "a.zip"
+    write_text_zip(path, "sub-1", "zażółć 🦀 text")
+    assert read_text_zip(path, 100) == TextMember("sub-1", "zażółć 🦀 text")
+    assert [p.name for p in tmp_path.iterdir()] == ["a.zip"]
+
+
+def test_seed_style_zip_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "s.zip"
+    with zipfile.ZipFile(path, "w") as zf:  # stored, no compression, as the seed writes
+        zf.writestr("sid", "abc 12")
+    assert read_text_zip(path, 100).text == "abc 12"
+
+
+def _zip(path: Path, members: dict[str, bytes]) -> Path:
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return path
+
+
+@pytest.mark.parametrize("make, error, words", [
+    (lambda p: p.write_bytes(b"plain text, not a zip"), NotAZipError, "not a ZIP"),
+    (lambda p: p.write_bytes(b""), NotAZipError, "not a ZIP"),
+    (lambda p: _zip(p, {}), EmptyArchiveError, "no file"),
+    (lambda p: _zip(p, {"a": b"1", "b": b"2"}), TooManyMembersError, "2 files"),
+    (lambda p: _zip(p, {"a": b"\xff\xfe\x00bad"}), NotUtf8Error, "not UTF-8"),
+    (lambda p: _zip(p, {"a": b"0" * 1001}), ArchiveTooLargeError, "1001"),
+])
+def test_bad_archives_are_named(tmp_path: Path, make, error: type, words: str) -> None:
+    path = tmp_path / "bad.zip"
+    make(path)
+    with pytest.raises(error, match=words) as info:
+        read_text_zip(path, 1000)
+    assert isinstance(info.value, ValueError)
+    assert "bad.zip" in str(info.value)
+
+
+def test_directory_member_is_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "d.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr(zipfile.ZipInfo("dir/"), b"")
+    with pytest.raises(EmptyArchiveError):
+        read_text_zip(path, 100)
+
+
+def _forge_declared_size(path: Path, real: bytes, declared: int) -> None:
+    """Write a ZIP whose headers understate the member's size (a bomb in disguise)."""
+    _zip(path, {"m": real})
+    raw = bytearray(path.read_bytes())
+    real_size = len(real).to_bytes(4, "little")
+    fake = declared.to_bytes(4, "little")
+    # Uncompressed size sits at offset 22 of the local header and 24 of the central one.
+    local = raw.find(b"PK\x03\x04")
+    central = raw.find(b"PK\x01\x02")
+    assert raw[local + 22:local + 26] == real_size and raw[central + 24:central + 28] == real_size
+    raw[local + 22:local + 26] = fake
+    raw[central + 24:central + 28] = fake
+    path.write_bytes(bytes(raw))
+
+
+def test_lying_headers_do_not_beat_the_limit(tmp_path: Path) -> None:
+    path = tmp_path / "bomb.zip"
+    _forge_declared_size(path, b"x" * 5_000_000, declared=10)
+    assert path.stat().st_size < 50_000
+    # zipfile stops at the declared size and then fails the CRC; either way
+    # the reader refuses after reading at most the limit plus one chunk.
+    with pytest.raises((ArchiveTooLargeError, CorruptArchiveError), match="bomb.zip"):
+        read_text_zip(path, 1000)
+
+
+def test_corrupt_member_is_reported(tmp_path: Path) -> None:
+    path = tmp_path / "crc.zip"
+    with zipfile.ZipFile(path, "w") as zf:  # stored, so the payload bytes are visible
+        zf.writestr("m", b"payload-payload")
+    raw = path.read_bytes().replace(b"payload-payload", b"PAYLOAD-payload", 1)
+    path.write_bytes(raw)
+    with pytest.raises(CorruptArchiveError, match="cannot read"):
+        read_text_zip(path, 100)
+
+
+def test_missing_file_is_not_an_archive_error(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        read_text_zip(tmp_path / "nope.zip", 100)
+    assert not issubclass(FileNotFoundError, ArchiveError)

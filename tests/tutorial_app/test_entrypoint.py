@@ -1,0 +1,49 @@
+"""The image's entrypoint command line."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tutorial_app import entrypoint
+
+
+def test_defaults() -> None:
+    args = entrypoint.build_parser().parse_args(["provider", "50006"])
+    assert (args.role, args.port, args.work_dir) == ("provider", 50006, Path("/golem/work"))
+
+
+def test_work_dir_may_come_first(tmp_path: Path) -> None:
+    args = entrypoint.build_parser().parse_args(["--work-dir", str(tmp_path), "requestor", "1"])
+    assert (args.role, args.port, args.work_dir) == ("requestor", 1, tmp_path)
+
+
+@pytest.mark.parametrize("argv, words", [
+    ([], "the following arguments are required: role, port"),
+    (["worker", "1"], "invalid choice: 'worker'"),
+    (["requestor"], "required: port"),
+    (["requestor", "http"], "'http' is not a port number"),
+    (["requestor", "0"], "0 is not a port number"),
+    (["requestor", "65536"], "65536 is not a port number"),
+    (["requestor", "1", "extra"], "unrecognized arguments: extra"),
+])
+def test_bad_command_lines(argv: list[str], words: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        entrypoint.main(argv)
+    assert info.value.code == 2
+    assert words in capsys.readouterr().err
+
+
+def test_missing_work_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        entrypoint.main(["requestor", "5000", "--work-dir", str(tmp_path / "nope")])
+    assert info.value.code == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_bad_log_level(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(entrypoint.LOG_LEVEL_ENV, "chatty")
+    with pytest.raises(SystemExit):
+        entrypoint.main(["requestor", "5000", "--work-dir", str(tmp_path)])
+    assert "not a logging level" in capsys.readouterr().err

@@ -1,0 +1,99 @@
+"""The provider handler in this process: compute, its inputs, interruption."""
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from golem_task_api.errors import FailedPreconditionError, NotFoundError
+from golem_task_api.threading import Executor
+
+from app_testing import sha256_hex, solve
+from tutorial_app.archive import ArchiveError, write_text_zip
+from tutorial_app.provider import ProviderHandler, ProviderLifecycle
+
+
+@pytest.fixture(autouse=True)
+def _fresh_executor() -> Iterator[None]:
+    """The shutdown flag is process-wide: clear it around each test."""
+    Executor.initialize()
+    yield
+    Executor.initialize()
+
+
+def _provider_dir(tmp_path: Path, text: str | None = "provider input") -> Path:
+    work = tmp_path / "provider"
+    (work / "subtask_inputs").mkdir(parents=True)
+    if text is not None:
+        write_text_zip(work / "subtask_inputs" / "s1.zip", "s1", text)
+    return work
+
+
+def _result(work: Path, rel: Path) -> tuple[str, str]:
+    with zipfile.ZipFile(work / rel) as zf:
+        (name,) = zf.namelist()
+        return name, zf.read(name).decode()
+
+
+def test_compute_on_a_pool_of_its_own(tmp_path: Path) -> None:
+    work = _provider_dir(tmp_path)
+    rel = asyncio.run(ProviderHandler().compute(work, "s1", {"difficulty": 8, "resources": ["s1.zip"]}))
+    assert rel == Path("s1.zip") and not rel.is_absolute()
+    digest, nonce = solve("provider input", 8)
+    assert _result(work, rel) == ("s1", f"{digest} {nonce}")
+
+
+def test_compute_on_the_lifecycle_pool_and_close(tmp_path: Path) -> None:
+    work = _provider_dir(tmp_path)
+    lifecycle = ProviderLifecycle()
+
+    async def scenario() -> str:
+        await lifecycle.on_before_startup()
+        try:
+            assert lifecycle.supervisor is not None
+            rel = await ProviderHandler(lifecycle).compute(work, "s1", {"difficulty": 6})
+        finally:
+            await lifecycle.on_before_shutdown()
+            await lifecycle.on_after_shutdown()
+        return _result(work, rel)[1]
+
+    digest, nonce = asyncio.run(scenario()).split()
+    assert digest == sha256_hex("provider input" + nonce)
+    assert lifecycle.supervisor is None
+
+
+@pytest.mark.parametrize("params, error", [
+    ({"difficulty": -1}, ValueError),
+    ({"difficulty": 4, "resources": ["missing.zip"]}, NotFoundError),
+    ({"difficulty": 4, "resources": ["../x.zip"]}, ValueError),
+])
+def test_bad_params(tmp_path: Path, params: dict, error: type) -> None:
+    work = _provider_dir(tmp_path)
+    with pytest.raises(error):
+        asyncio.run(ProviderHandler().compute(work, "s1", params))
+    assert sorted(p.name for p in work.iterdir()) == ["subtask_inputs"]
+
+
+def test_bad_input_zip(tmp_path: Path) -> None:
+    work = _provider_dir(tmp_path, text=None)
+    (work / "subtask_inputs" / "s1.zip").write_bytes(b"not a zip")
+    with pytest.raises(ArchiveError, match="not a ZIP"):
+        asyncio.run(ProviderHandler().compute(work, "s1", {"difficulty": 4}))
+
+
+def test_shutdown_flag_interrupts_compute(tmp_path: Path) -> None:
+    work = _provider_dir(tmp_path)
+    threading.Timer(0.5, Executor.request_shutdown).start()
+    started = time.monotonic()
+    with pytest.raises(FailedPreconditionError, match="interrupted"):
+        asyncio.run(ProviderHandler().compute(work, "s1", {"difficulty": 256}))
+    assert time.monotonic() - started < 3
+    assert not (work / "s1.zip").exists()
+
+
+def test_benchmark_scores(tmp_path: Path) -> None:
+    assert asyncio.run(ProviderHandler().run_benchmark(tmp_path)) > 0

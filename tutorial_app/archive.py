@@ -1,0 +1,127 @@
+"""One-member text ZIPs: writing them atomically and reading them defensively.
+
+Subtask inputs and results travel as ZIP files holding a single text member
+(the seed's format). A result ZIP comes from an untrusted provider, so the
+reader trusts nothing in it: neither the member count, nor the sizes the
+headers declare, nor the encoding. The member is read in bounded chunks, so
+a ZIP bomb costs at most ``max_bytes`` plus one chunk of memory.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+_CHUNK = 64 * 1024
+
+
+class ArchiveError(ValueError):
+    """A ZIP that is not a valid one-member UTF-8 text archive."""
+
+
+class NotAZipError(ArchiveError):
+    """The file is not a readable ZIP archive."""
+
+
+class EmptyArchiveError(ArchiveError):
+    """The ZIP has no member."""
+
+
+class TooManyMembersError(ArchiveError):
+    """The ZIP has more than one member."""
+
+
+class ArchiveTooLargeError(ArchiveError):
+    """The member is (or claims to be) larger than the limit when unpacked."""
+
+
+class NotUtf8Error(ArchiveError):
+    """The member's bytes are not UTF-8 text."""
+
+
+class CorruptArchiveError(ArchiveError):
+    """The ZIP's member cannot be read (bad CRC, truncated, encrypted, ...)."""
+
+
+@dataclass(frozen=True)
+class TextMember:
+    """The single member of a text ZIP."""
+
+    name: str
+    text: str
+
+
+def write_text_zip(path: Path, member: str, text: str) -> None:
+    """Write a ZIP at ``path`` holding one member ``member`` with ``text`` (UTF-8).
+
+    The file appears complete or not at all: it is written beside its final
+    name and renamed into place.
+    """
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as raw, zipfile.ZipFile(raw, "w", zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr(member, text.encode("utf-8"))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def read_text_zip(path: Path, max_bytes: int) -> TextMember:
+    """Read the single member of the ZIP at ``path`` as UTF-8 text.
+
+    Raises a subclass of `ArchiveError` (a `ValueError`) saying what is wrong;
+    `FileNotFoundError` (an `OSError`) if there is no file.
+    """
+    try:
+        zf = zipfile.ZipFile(path, "r")
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError) as exc:
+        raise NotAZipError(f"{path.name} is not a ZIP archive ({exc})") from exc
+    with zf:
+        infos = zf.infolist()
+        if not infos:
+            raise EmptyArchiveError(f"{path.name} holds no file; expected exactly one")
+        if len(infos) > 1:
+            raise TooManyMembersError(
+                f"{path.name} holds {len(infos)} files; expected exactly one")
+        info = infos[0]
+        if info.is_dir():
+            raise EmptyArchiveError(f"{path.name} holds only a directory; expected one file")
+        if info.file_size > max_bytes:
+            raise ArchiveTooLargeError(
+                f"{path.name}: {info.filename!r} declares {info.file_size} bytes unpacked;"
+                f" the limit is {max_bytes}")
+        data = _read_bounded(zf, info, max_bytes, path.name)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise NotUtf8Error(
+            f"{path.name}: {info.filename!r} is not UTF-8 text (byte {exc.start})") from exc
+    return TextMember(info.filename, text)
+
+
+def _read_bounded(zf: zipfile.ZipFile, info: zipfile.ZipInfo, max_bytes: int, label: str) -> bytes:
+    """Read one member, stopping as soon as it exceeds ``max_bytes``."""
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        with zf.open(info, "r") as member:
+            while True:
+                chunk = member.read(_CHUNK)
+                if not chunk:
+                    break
+                size += len(chunk)
+                if size > max_bytes:
+                    raise ArchiveTooLargeError(
+                        f"{label}: {info.filename!r} unpacks to more than {max_bytes} bytes")
+                chunks.append(chunk)
+    except ArchiveError:
+        raise
+    # zipfile reports damage through several exception types.
+    except (zipfile.BadZipFile, RuntimeError, NotImplementedError, EOFError,
+            ValueError, OSError) as exc:
+        raise CorruptArchiveError(f"{label}: cannot read {info.filename!r} ({exc})") from exc
+    return b"".join(chunks)

@@ -1,0 +1,88 @@
+"""The command a Golem node runs in the app's image.
+
+    python -m tutorial_app.entrypoint requestor|provider PORT [--work-dir DIR]
+
+The work dir defaults to ``/golem/work`` (where the node mounts it). Logs go
+to stderr; ``TUTORIAL_APP_LOG_LEVEL`` sets the level (default INFO).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from collections.abc import Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+import golem_task_api as api
+
+from tutorial_app.provider import ProviderHandler, ProviderLifecycle
+from tutorial_app.requestor import RequestorHandler
+
+DEFAULT_WORK_DIR = Path("/") / api.constants.WORK_DIR
+LOG_LEVEL_ENV = "TUTORIAL_APP_LOG_LEVEL"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The entrypoint's command line."""
+    parser = argparse.ArgumentParser(
+        prog="python -m tutorial_app.entrypoint",
+        description="Serve the tutorial app's requestor or provider over the Golem Task API.")
+    parser.add_argument("role", choices=("requestor", "provider"), help="which app server to run")
+    parser.add_argument("port", type=_port, help="TCP port to listen on (1-65535)")
+    parser.add_argument(
+        "--work-dir", type=Path, default=DEFAULT_WORK_DIR,
+        help=f"the app's work dir (default: {DEFAULT_WORK_DIR})")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Parse the command line, set up logging and serve until shut down."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.work_dir.is_dir():
+        parser.error(f"work dir {args.work_dir} does not exist or is not a directory")
+    level = os.environ.get(LOG_LEVEL_ENV, "INFO").upper()
+    if not isinstance(logging.getLevelName(level), int):
+        parser.error(f"{LOG_LEVEL_ENV}={level!r} is not a logging level")
+    logging.basicConfig(
+        stream=sys.stderr, level=level,
+        format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s")
+    _run(serve(args.role, args.port, args.work_dir))
+
+
+async def serve(role: str, port: int, work_dir: Path) -> None:
+    """Run one app server in ``work_dir`` until it shuts down."""
+    lifecycle = ProviderLifecycle()
+    await api.entrypoint(
+        work_dir,
+        [role, str(port)],
+        requestor_handler=RequestorHandler(),
+        provider_handler=ProviderHandler(lifecycle),
+        provider_lifecycle_handler=lifecycle,
+    )
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port number (1-65535)")
+    return port
+
+
+def _run(coro: Coroutine[Any, Any, None]) -> None:
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(coro)
+    else:
+        uvloop.run(coro)
+
+
+if __name__ == "__main__":
+    main()

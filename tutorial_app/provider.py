@@ -1,0 +1,150 @@
+"""The provider side of the app: unpack a subtask's input, search, pack the result.
+
+`ProviderLifecycle` owns the engine's worker pool for the life of the
+provider server: it starts the pool while the server starts (so a Compute
+does not pay for it) and closes it when the server stops. `ProviderHandler`
+runs the search on that pool in `golem_task_api.threading.Executor`, polling
+`Executor.is_shutting_down()`, so a Shutdown during Compute stops the workers
+promptly.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+import engine
+import golem_task_api as api
+from golem_task_api.errors import FailedPreconditionError, NotFoundError
+
+from tutorial_app import meta
+from tutorial_app.archive import read_text_zip, write_text_zip
+from tutorial_app.params import InvalidParamsError, check_difficulty, check_file_name
+from tutorial_app.result import format_result
+
+log = logging.getLogger(__name__)
+
+PROVIDER_BENCHMARK_SECONDS = 1.0
+"""How long the provider's benchmark hashes on every usable core."""
+
+
+class ProviderLifecycle(api.AppLifecycleHandler):
+    """Starts the engine's pool while the provider server starts; closes it on shutdown."""
+
+    def __init__(self, workers: int | None = None) -> None:
+        """``workers``: pool size; None means the engine's usable cores."""
+        super().__init__()
+        self.workers = workers
+        self._supervisor: engine.Supervisor | None = None
+
+    @property
+    def supervisor(self) -> engine.Supervisor | None:
+        """The running pool, or None before startup and after shutdown."""
+        return self._supervisor
+
+    async def on_before_startup(self) -> None:
+        """Start the worker processes before the server says SERVING."""
+        await super().on_before_startup()
+        supervisor = engine.Supervisor(self.workers)
+        await asyncio.to_thread(supervisor.start)
+        self._supervisor = supervisor
+        log.info("provider: engine pool started")
+
+    async def on_before_shutdown(self) -> None:
+        """Stop a running search at once (Shutdown during Compute)."""
+        await super().on_before_shutdown()
+        if self._supervisor is not None:
+            self._supervisor.cancel()
+
+    async def on_after_shutdown(self) -> None:
+        """Close the pool: no worker outlives the server."""
+        supervisor, self._supervisor = self._supervisor, None
+        if supervisor is not None:
+            await asyncio.to_thread(supervisor.close)
+            log.info("provider: engine pool closed")
+        await super().on_after_shutdown()
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A live pool cannot cross a process boundary; the child starts its own.
+        state = super().__getstate__()
+        state["_supervisor"] = None
+        return state
+
+
+class ProviderHandler(api.ProviderAppHandler):
+    """The provider app: finds the smallest nonce whose digest meets the target."""
+
+    def __init__(self, lifecycle: ProviderLifecycle | None = None) -> None:
+        """Search on ``lifecycle``'s pool when it runs one, else on a pool per call."""
+        self.lifecycle = lifecycle
+
+    async def compute(self, task_work_dir: Path, subtask_id: str, subtask_params: dict) -> Path:
+        """Compute the subtask; returns the result ZIP's path relative to ``task_work_dir``."""
+        check_file_name("subtask id", subtask_id)
+        inputs_dir = task_work_dir / api.constants.SUBTASK_INPUTS_DIR
+        difficulty, resource = parse_subtask_params(subtask_params, inputs_dir)
+        try:
+            member = await asyncio.to_thread(
+                read_text_zip, inputs_dir / resource, meta.MAX_SUBTASK_INPUT_BYTES)
+        except FileNotFoundError:
+            raise NotFoundError(f"subtask input {resource!r} is not in subtask_inputs/") from None
+        pool = self.lifecycle.supervisor if self.lifecycle is not None else None
+        log.info("subtask %s: searching at difficulty %d over %d characters",
+                 subtask_id, difficulty, len(member.text))
+        try:
+            solution = await api.threading.Executor.run(_search, pool, member.text, difficulty)
+        except engine.SearchCancelled:
+            raise FailedPreconditionError(
+                f"subtask {subtask_id}: computation interrupted (the provider is shutting down)"
+            ) from None
+        result_name = f"{subtask_id}.zip"
+        await asyncio.to_thread(
+            write_text_zip, task_work_dir / result_name, subtask_id,
+            format_result(solution.digest, solution.nonce))
+        log.info("subtask %s: nonce %d after %d hashes in %.2f s on %d workers (%s)",
+                 subtask_id, solution.nonce, solution.hashes, solution.seconds,
+                 solution.workers, solution.kernel)
+        return Path(result_name)
+
+    async def run_benchmark(self, work_dir: Path) -> float:
+        """Score this provider's hash rate on every usable core."""
+        workers = self.lifecycle.workers if self.lifecycle is not None else None
+        return await api.threading.Executor.run(
+            engine.benchmark, PROVIDER_BENCHMARK_SECONDS, workers=workers)
+
+
+def parse_subtask_params(params: Any, inputs_dir: Path) -> tuple[int, str]:
+    """Return (difficulty, input file name) from a subtask's params.
+
+    ``resources`` names the input ZIP in ``subtask_inputs/``; requestors that
+    send only ``difficulty`` (as the seed's does) get the single file there.
+    """
+    if not isinstance(params, dict):
+        raise InvalidParamsError("subtask params must be a JSON object")
+    if "difficulty" not in params:
+        raise InvalidParamsError("subtask params lack difficulty")
+    difficulty = check_difficulty(params["difficulty"])
+    resources = params.get("resources")
+    if resources is not None:
+        if not isinstance(resources, list) or len(resources) != 1:
+            raise InvalidParamsError("subtask resources must name exactly one input file")
+        return difficulty, check_file_name("subtask resource", resources[0])
+    try:
+        names = sorted(p.name for p in inputs_dir.iterdir())
+    except FileNotFoundError:
+        names = []
+    if len(names) != 1:
+        raise InvalidParamsError(
+            f"subtask params name no resource and subtask_inputs/ holds {len(names)} files;"
+            " expected exactly one")
+    return difficulty, names[0]
+
+
+def _search(pool: engine.Supervisor | None, text: str, difficulty: int) -> engine.Solution:
+    """Blocking search, on ``pool`` or on a pool of its own."""
+    stop = api.threading.Executor.is_shutting_down
+    if pool is not None:
+        return pool.search(text, difficulty, should_stop=stop)
+    with engine.Supervisor() as own:
+        return own.search(text, difficulty, should_stop=stop)

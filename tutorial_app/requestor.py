@@ -1,0 +1,260 @@
+"""The requestor side of the app: task state, subtask inputs, verification.
+
+Each RPC is one store transaction (see `tutorial_app.store`), run in a
+thread so the event loop keeps serving. A rejected call raises before its
+transaction commits, so it changes nothing:
+
+- bad params or names: `ValueError` (INVALID_ARGUMENT);
+- a task never created, an unknown subtask id: `NotFoundError`;
+- CreateTask twice, a repeated subtask id: `AlreadyExistsError`.
+
+A result that cannot be accepted is not an error but a FAILURE verdict with
+a reason; its part is computable again. Verifying a subtask that was
+discarded or aborted (or belongs to an aborted task) answers FAILURE with a
+reason and changes nothing, so a late or repeated Verify from the node is
+always safe. Verifying an already verified subtask answers SUCCESS again.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import engine
+import golem_task_api as api
+from golem_task_api.enums import VerifyResult
+from golem_task_api.errors import AlreadyExistsError, FailedPreconditionError, NotFoundError
+
+from tutorial_app import meta
+from tutorial_app.archive import ArchiveError, read_text_zip, write_text_zip
+from tutorial_app.params import check_file_name, parse_task_params, read_input_file
+from tutorial_app.result import ResultFormatError, parse_result
+from tutorial_app.store import (
+    Assignment, DuplicateSubtaskError, Outcome, StoreError, TaskExistsError,
+    TaskNotCreatedError, TaskStore, UnknownSubtaskError, Verdict,
+)
+
+log = logging.getLogger(__name__)
+
+REQUESTOR_BENCHMARK_SECONDS = 0.5
+"""How long the requestor's benchmark hashes (one core: it only verifies)."""
+
+_OUTCOMES = {
+    Outcome.SUCCESS: VerifyResult.SUCCESS,
+    Outcome.FAILURE: VerifyResult.FAILURE,
+    Outcome.AWAITING_DATA: VerifyResult.AWAITING_DATA,
+}
+
+
+class RequestorHandler(api.RequestorAppHandler):
+    """The requestor app: splits a task into salted parts and verifies their proofs."""
+
+    async def create_task(
+        self, task_work_dir: Path, max_subtasks_count: int, task_params: dict,
+    ) -> api.structs.Task:
+        """Validate the params and input file, then store the task with one salt per part."""
+        return await asyncio.to_thread(create_task, task_work_dir, max_subtasks_count, task_params)
+
+    async def next_subtask(
+        self, task_work_dir: Path, subtask_id: str, opaque_node_id: str,
+    ) -> api.structs.Subtask | None:
+        """Hand the lowest pending part to ``subtask_id``; None when no part is pending."""
+        return await asyncio.to_thread(next_subtask, task_work_dir, subtask_id, opaque_node_id)
+
+    async def verify(
+        self, task_work_dir: Path, subtask_id: str,
+    ) -> tuple[VerifyResult, str | None]:
+        """Check the result in ``subtask_outputs/{subtask_id}/`` against our own input copy."""
+        return await asyncio.to_thread(verify, task_work_dir, subtask_id)
+
+    async def discard_subtasks(self, task_work_dir: Path, subtask_ids: list[str]) -> list[str]:
+        """Discard results: their parts are computed again; returns the ids discarded."""
+        return await asyncio.to_thread(discard_subtasks, task_work_dir, subtask_ids)
+
+    async def has_pending_subtasks(self, task_work_dir: Path) -> bool:
+        """True iff NextSubtask would now hand out a part."""
+        return await asyncio.to_thread(has_pending_subtasks, task_work_dir)
+
+    async def abort_task(self, task_work_dir: Path) -> None:
+        """Stop handing out parts; verified results stay in task_outputs."""
+        await asyncio.to_thread(abort_task, task_work_dir)
+
+    async def abort_subtask(self, task_work_dir: Path, subtask_id: str) -> None:
+        """The subtask will not come back: its part is computable again."""
+        await asyncio.to_thread(abort_subtask, task_work_dir, subtask_id)
+
+    async def run_benchmark(self, work_dir: Path) -> float:
+        """Score this machine's verification speed (one core)."""
+        return await api.threading.Executor.run(
+            engine.benchmark, REQUESTOR_BENCHMARK_SECONDS, workers=1)
+
+
+def create_task(task_work_dir: Path, max_subtasks_count: int, task_params: Any) -> api.structs.Task:
+    """CreateTask, synchronously."""
+    params = parse_task_params(task_params, max_subtasks_count)
+    input_text = read_input_file(task_work_dir / api.constants.TASK_INPUTS_DIR, params.resource)
+    salts = [secrets.token_hex(meta.SALT_BYTES) for _ in range(params.subtasks_count)]
+    with _api_errors():
+        TaskStore.create(
+            task_work_dir, difficulty=params.difficulty, resource=params.resource,
+            input_text=input_text, salts=salts)
+    log.info("task %s: %d parts at difficulty %d from %s", task_work_dir.name,
+             params.subtasks_count, params.difficulty, params.resource)
+    return api.structs.Task(
+        env_id=api.envs.DOCKER_CPU_ENV_ID,
+        prerequisites=meta.prerequisites(),
+        inf_requirements=api.structs.Infrastructure(min_memory_mib=meta.MIN_MEMORY_MIB),
+    )
+
+
+def next_subtask(task_work_dir: Path, subtask_id: str, opaque_node_id: str) -> api.structs.Subtask | None:
+    """NextSubtask, synchronously: writes ``subtask_inputs/{subtask_id}.zip``."""
+    check_file_name("subtask id", subtask_id)
+    zip_name = f"{subtask_id}.zip"
+    inputs_dir = task_work_dir / api.constants.SUBTASK_INPUTS_DIR
+
+    def write_input(assignment: Assignment) -> None:
+        inputs_dir.mkdir(exist_ok=True)
+        write_text_zip(inputs_dir / zip_name, subtask_id, assignment.input_text)
+
+    with _api_errors():
+        assignment = _store(task_work_dir).assign(subtask_id, opaque_node_id, prepare=write_input)
+    if assignment is None:
+        log.info("task %s: no part pending for subtask %s", task_work_dir.name, subtask_id)
+        return None
+    log.info("task %s: part %d -> subtask %s (node %s)", task_work_dir.name,
+             assignment.part, subtask_id, opaque_node_id)
+    return api.structs.Subtask(
+        params={"difficulty": assignment.difficulty, "resources": [zip_name]},
+        resources=[zip_name],
+    )
+
+
+def verify(task_work_dir: Path, subtask_id: str) -> tuple[VerifyResult, str | None]:
+    """Verify, synchronously."""
+    check_file_name("subtask id", subtask_id)
+    outputs_dir = task_work_dir / api.constants.SUBTASK_OUTPUTS_DIR / subtask_id
+    merged = task_work_dir / api.constants.TASK_OUTPUTS_DIR / f"{subtask_id}.zip"
+    found: list[Path] = []
+
+    def judge(assignment: Assignment) -> Verdict:
+        result_file = _find_result(outputs_dir, subtask_id)
+        if isinstance(result_file, Verdict):
+            return result_file
+        found.append(result_file)
+        try:
+            member = read_text_zip(result_file, meta.MAX_RESULT_BYTES)
+            digest, nonce = parse_result(member.text)
+            engine.verify(assignment.input_text, assignment.difficulty, digest, nonce)
+        except (ArchiveError, ResultFormatError, ValueError) as exc:
+            return Verdict(Outcome.FAILURE, f"rejected {result_file.name}: {exc}")
+        return Verdict(Outcome.SUCCESS)
+
+    def merge(_: Assignment) -> None:
+        _copy_atomically(found[0], merged)
+
+    with _api_errors():
+        verdict = _store(task_work_dir).settle(subtask_id, judge, on_success=merge)
+    log.info("task %s: subtask %s verified: %s%s", task_work_dir.name, subtask_id,
+             verdict.outcome.value, f" ({verdict.reason})" if verdict.reason else "")
+    return _OUTCOMES[verdict.outcome], verdict.reason
+
+
+def discard_subtasks(task_work_dir: Path, subtask_ids: list[str]) -> list[str]:
+    """DiscardSubtasks, synchronously: also removes the results from task_outputs."""
+    for sid in subtask_ids:
+        check_file_name("subtask id", sid)
+    outputs = task_work_dir / api.constants.TASK_OUTPUTS_DIR
+
+    def remove(sid: str) -> None:
+        (outputs / f"{sid}.zip").unlink(missing_ok=True)
+
+    with _api_errors():
+        discarded = _store(task_work_dir).discard(subtask_ids, on_discard=remove)
+    log.info("task %s: discarded %s", task_work_dir.name, discarded)
+    return discarded
+
+
+def has_pending_subtasks(task_work_dir: Path) -> bool:
+    """HasPendingSubtasks, synchronously."""
+    with _api_errors():
+        return _store(task_work_dir).has_pending()
+
+
+def abort_task(task_work_dir: Path) -> None:
+    """AbortTask, synchronously."""
+    with _api_errors():
+        aborted = _store(task_work_dir).abort_task()
+    log.info("task %s: aborted (subtasks %s)", task_work_dir.name, aborted)
+
+
+def abort_subtask(task_work_dir: Path, subtask_id: str) -> None:
+    """AbortSubtask, synchronously."""
+    check_file_name("subtask id", subtask_id)
+    with _api_errors():
+        changed = _store(task_work_dir).abort_subtask(subtask_id)
+    log.info("task %s: subtask %s aborted%s", task_work_dir.name, subtask_id,
+             "" if changed else " (it was not in progress; nothing changed)")
+
+
+def _store(task_work_dir: Path) -> TaskStore:
+    return TaskStore.open(task_work_dir)
+
+
+def _find_result(outputs_dir: Path, subtask_id: str) -> Path | Verdict:
+    """The result file of a subtask, or the verdict when there is none to read.
+
+    No file yet is AWAITING_DATA; files that cannot be the result are a FAILURE.
+
+    The seed's providers name it ``{subtask_id}.zip``; a provider naming it
+    otherwise is accepted when it is the only file there.
+    """
+    expected = outputs_dir / f"{subtask_id}.zip"
+    if expected.is_file() and not expected.is_symlink():
+        return expected
+    try:
+        files = sorted(outputs_dir.iterdir())
+    except (FileNotFoundError, NotADirectoryError):
+        files = []
+    where = f"subtask_outputs/{subtask_id}/"
+    if not files:
+        return Verdict(Outcome.AWAITING_DATA, f"no result file in {where} yet")
+    if len(files) > 1:
+        return Verdict(Outcome.FAILURE, f"{where} holds {len(files)} files and none is"
+                       f" {subtask_id}.zip; expected one result file")
+    only = files[0]
+    if only.is_symlink() or not only.is_file():
+        return Verdict(Outcome.FAILURE, f"{where}{only.name} is not a regular file")
+    return only
+
+
+def _copy_atomically(source: Path, target: Path) -> None:
+    target.parent.mkdir(exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(fd)
+    try:
+        shutil.copyfile(source, tmp_name)
+        os.replace(tmp_name, target)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def _api_errors() -> Iterator[None]:
+    """Translate the store's errors into the Task API's (mapped to gRPC statuses once)."""
+    try:
+        yield
+    except (TaskNotCreatedError, UnknownSubtaskError) as exc:
+        raise NotFoundError(str(exc)) from exc
+    except (TaskExistsError, DuplicateSubtaskError) as exc:
+        raise AlreadyExistsError(str(exc)) from exc
+    except StoreError as exc:
+        raise FailedPreconditionError(str(exc)) from exc
