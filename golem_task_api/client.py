@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from grpclib.client import Channel
-from grpclib.exceptions import GRPCError, StreamTerminatedError
+from grpclib.exceptions import GRPCError, ProtocolError, StreamTerminatedError
 from grpclib.health.v1.health_grpc import HealthStub
 from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
 
@@ -32,7 +32,9 @@ HEALTH_TIMEOUT = 15.0
 DEFAULT_SHUTDOWN_TIMEOUT = 10.0
 
 # What a call to a server that is not (yet, or any more) listening raises.
-_CONNECTION_ERRORS = (OSError, StreamTerminatedError, asyncio.TimeoutError, ssl.SSLError)
+_CONNECTION_ERRORS = (
+    OSError, StreamTerminatedError, ProtocolError, asyncio.TimeoutError, ssl.SSLError,
+)
 
 
 class ServiceNotReadyError(RuntimeError):

@@ -18,8 +18,9 @@ from grpclib.const import Status
 from grpclib.health.service import Health
 from grpclib.server import Server, Stream
 
-from golem_task_api import constants, structs, tls
+from golem_task_api import constants, tls
 from golem_task_api.dirutils import RequestorDir, RequestorTaskDir, is_safe_path_component
+from golem_task_api.enums import VerifyResult
 from golem_task_api.errors import (
     AlreadyExistsError,
     FailedPreconditionError,
@@ -180,7 +181,7 @@ class RequestorServer(RequestorAppBase):
         task_dir = self._task_dir(request.task_id)
         subtask_id = _check_component(request.subtask_id, "subtask_id")
         result, reason = await self._handler.verify(task_dir, subtask_id)
-        return pb.VerifyReply(result=result.value, reason=reason or "")
+        return pb.VerifyReply(result=VerifyResult(result).name, reason=reason or "")
 
     async def DiscardSubtasks(self, stream: Stream[Any, Any]) -> None:
         await _serve_unary(stream, "DiscardSubtasks", self.in_flight, self._discard_subtasks)
@@ -269,6 +270,8 @@ class ProviderServer(ProviderAppBase):
         output = Path(await self._handler.compute(self._work_dir, subtask_id, params))
         if output.is_absolute():
             # The node resolves the path against the work dir it mounted.
+            if not output.is_relative_to(self._work_dir):
+                raise RuntimeError(f"compute returned a path outside the work dir: {output}")
             output = output.relative_to(self._work_dir)
         return pb.ComputeReply(output_filepath=str(output))
 
@@ -408,6 +411,8 @@ async def _serve(
         await lifecycle.on_after_startup()
         await shutdown_future
         log.info("%s server shutting down", role)
+        # Before waiting for running calls: the hook may be what stops them
+        # (e.g. an app's compute pool), and Executor users already saw the flag.
         await lifecycle.on_before_shutdown()
         if not await servicer.in_flight.wait_idle(SHUTDOWN_GRACE_SECONDS):
             log.warning("calls still running after %.1f s; cancelling them", SHUTDOWN_GRACE_SECONDS)

@@ -24,6 +24,7 @@ To drive a real app process instead, use
 from __future__ import annotations
 
 import asyncio
+import os
 import pickle
 import shutil
 import signal
@@ -33,7 +34,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 from golem_task_api.client import ProviderAppClient, RequestorAppClient, TaskApiService
 from golem_task_api.dirutils import ProviderTaskDir, RequestorDir, RequestorTaskDir
@@ -61,9 +62,16 @@ class SubprocessTaskApiService(TaskApiService):
     STOP_GRACE_SECONDS.
     """
 
-    def __init__(self, work_dir: Path, argv_prefix: Sequence[str]) -> None:
+    def __init__(
+        self,
+        work_dir: Path,
+        argv_prefix: Sequence[str],
+        env: Optional[Mapping[str, str]] = None,
+    ) -> None:
         self.work_dir = Path(work_dir)
         self.argv_prefix = list(argv_prefix)
+        # Added to (not replacing) this process's environment.
+        self.env = dict(env or {})
         self._process: Optional[asyncio.subprocess.Process] = None
 
     async def start(self, command: list[str], port: int) -> tuple[str, int]:
@@ -74,6 +82,7 @@ class SubprocessTaskApiService(TaskApiService):
             *self.argv_prefix,
             *command,
             stdin=asyncio.subprocess.PIPE if stdin_data is not None else None,
+            env={**os.environ, **self.env} if self.env else None,
         )
         if stdin_data is not None:
             assert self._process.stdin is not None
@@ -302,12 +311,13 @@ class TaskLifecycleUtil:
         max_subtasks_count: int,
         task_params: dict[str, Any],
         resources: Sequence[Path] = (),
+        opaque_node_id: str = "node",
     ) -> Path:
         """Run a whole task; return its task_outputs/ dir. SubtaskFailedError unless all verify."""
         if self.requestor_client is None:
             await self.init_requestor(requestor_service_factory)
         await self.start_task(max_subtasks_count, task_params, resources)
-        outcomes = await self.compute_remaining_subtasks(provider_service_factory)
+        outcomes = await self.compute_remaining_subtasks(provider_service_factory, opaque_node_id)
         failed = [o for o in outcomes if o.result is not VerifyResult.SUCCESS]
         if failed:
             raise SubtaskFailedError(

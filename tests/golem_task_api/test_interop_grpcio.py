@@ -14,13 +14,13 @@ import grpc
 from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
 
 from golem_task_api import structs
-from golem_task_api.client import RequestorAppClient
-from golem_task_api.dirutils import RequestorDir
+from golem_task_api.client import ProviderAppClient, RequestorAppClient
+from golem_task_api.dirutils import ProviderTaskDir, RequestorDir
 from golem_task_api.enums import VerifyResult
 from golem_task_api.proto import golem_task_api_pb2 as pb
 from golem_task_api.testutils import InlineTaskApiService, find_free_port
 
-from gta_fakes import FakeRequestorHandler
+from gta_fakes import FakeProviderHandler, FakeRequestorHandler
 
 _SERVICE = "/golem_task_api.RequestorApp/"
 
@@ -127,3 +127,30 @@ def test_grpcio_gets_the_same_answers_as_our_client(tmp_path: Path) -> None:
     assert theirs["benchmark"] == ours["benchmark"] == 42.5
     assert theirs["abort"] == pb.AbortTaskReply() and ours["abort"] is None
     assert theirs["missing"] == grpc.StatusCode.NOT_FOUND
+
+
+def test_grpcio_drives_a_provider(tmp_path: Path) -> None:
+    work_dir = ProviderTaskDir(tmp_path)
+    work_dir.prepare()
+    (work_dir.subtask_inputs_dir / "in.txt").write_text("q")
+
+    async def scenario() -> str:
+        port = find_free_port()
+        service = InlineTaskApiService(work_dir, provider_handler=FakeProviderHandler())
+        client = await ProviderAppClient.create(service, port)
+        try:
+            with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+                reply = await asyncio.get_running_loop().run_in_executor(
+                    None, _grpcio_call, channel, "/golem_task_api.ProviderApp/Compute",
+                    pb.ComputeRequest(task_id="t", subtask_id="s", subtask_params_json='{"index": 4}'),
+                    pb.ComputeReply,
+                )
+            await asyncio.wait_for(service.wait_until_shutdown_complete(), 10)
+            assert service.exitcode == 0
+            return reply.output_filepath
+        finally:
+            await client.shutdown()
+
+    output = asyncio.run(scenario())
+    assert output == "s/result.txt"
+    assert (work_dir / output).read_text() == "good 4 q"

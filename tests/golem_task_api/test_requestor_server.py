@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -93,7 +94,9 @@ def test_many_tasks_are_independent(tmp_path: Path) -> None:
     asyncio.run(scenario())
 
 
-def test_health_is_serving_before_first_call_and_create_task_makes_dirs(tmp_path: Path) -> None:
+def test_create_task_makes_dirs_and_server_runs_on_uvloop(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     async def scenario() -> None:
         client, service = await _start(tmp_path)
         try:
@@ -108,3 +111,7 @@ def test_health_is_serving_before_first_call_and_create_task_makes_dirs(tmp_path
             await client.shutdown()
 
     asyncio.run(scenario())
+    err = capfd.readouterr().err
+    assert "requestor server listening on port" in err
+    if importlib.util.find_spec("uvloop") is not None:
+        assert "loop uvloop" in err

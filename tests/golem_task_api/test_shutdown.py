@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from grpclib.client import Channel
+from grpclib.const import Status
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 
 from golem_task_api.client import RequestorAppClient
@@ -61,5 +62,24 @@ def test_double_shutdown_is_harmless(tmp_path: Path) -> None:
         finally:
             channel.close()
             await client.shutdown()
+
+    asyncio.run(scenario())
+
+
+def test_client_deadline_expires_and_server_keeps_serving(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        service = InlineTaskApiService(tmp_path, requestor_handler=BlockingVerifyHandler())
+        client = await RequestorAppClient.create(service, find_free_port())
+        try:
+            RequestorDir(tmp_path).task_dir("t").prepare()
+            await client.create_task("t", 1, {})
+            with pytest.raises((asyncio.TimeoutError, GRPCError)) as raised:
+                await client.verify("t", "s1", timeout=0.3)
+            if isinstance(raised.value, GRPCError):
+                assert raised.value.status is Status.DEADLINE_EXCEEDED
+            assert await client.has_pending_subtasks("t", timeout=5) is True
+        finally:
+            await client.shutdown(timeout=10)
+        assert service.exitcode == 0
 
     asyncio.run(scenario())
