@@ -4,8 +4,9 @@
 #       tutorial-app:0.1.0 requestor 50005
 #
 # BASE_IMAGE must be a Debian-like image with python3 (>= 3.11) and python3-venv;
-# offline CI passes the image scripts/docker-ci-base.sh imports. Build with the
-# classic builder or BuildKit alike.
+# offline CI passes the image scripts/docker-ci-base.sh imports. Plain syntax
+# only, so the classic builder (DOCKER_BUILDKIT=0) accepts it.
+# The work dir belongs to uid 1000: a bind-mounted host dir must be writable by it.
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 
 FROM ${BASE_IMAGE} AS builder
@@ -38,9 +39,10 @@ RUN python3 -m venv /opt/venv \
     && /opt/venv/bin/pip install -q -r /tmp/requirements.txt
 
 COPY . ./
-# Non-editable install of the project alone; the extension is optional in
-# setup.py, so fail here rather than ship an image without it.
+# Non-editable install of the project alone, then drop the build-only tools.
+# The extension is optional in setup.py: fail here rather than ship without it.
 RUN /opt/venv/bin/pip install -q --no-deps --no-build-isolation . \
+    && /opt/venv/bin/pip uninstall -q -y setuptools wheel \
     && /opt/venv/bin/pip check \
     && cd / \
     && if [ -f /src/engine/_native.c ]; then /opt/venv/bin/python -c 'import engine._native'; fi \

@@ -148,6 +148,7 @@ ensure_base_image() {
     log "bootstrapping $RELEASE from $mirror"
 
     ROOTFS=$(mktemp -d /var/tmp/tutorial-app-rootfs.XXXXXX)
+    [[ $ROOTFS == /var/tmp/tutorial-app-rootfs.?* ]] || die "mktemp gave '$ROOTFS'"
     trap cleanup_rootfs EXIT
     mkdir -p "$DEBOOTSTRAP_CACHE"
     local dblog="$ROOTFS.log"
@@ -166,7 +167,14 @@ ensure_base_image() {
     # Docker provides these at run time; keep the host's out of the image.
     : >"$ROOTFS/etc/resolv.conf"
     : >"$ROOTFS/etc/hostname"
-    rm -rf "$ROOTFS"/var/cache/apt/archives/*.deb "$ROOTFS"/var/cache/apt/*.bin \
+    # Translations, manuals and docs are dead weight in a server image; the
+    # dpkg excludes keep later apt-get installs in derived images lean too.
+    printf '%s\n' 'path-exclude=/usr/share/locale/*' 'path-exclude=/usr/share/man/*' \
+        'path-exclude=/usr/share/info/*' 'path-exclude=/usr/share/doc/*' \
+        'path-include=/usr/share/doc/*/copyright' \
+        >"$ROOTFS/etc/dpkg/dpkg.cfg.d/tutorial-app-excludes"
+    rm -rf "$ROOTFS"/usr/share/locale/* \
+        "$ROOTFS"/var/cache/apt/archives/*.deb "$ROOTFS"/var/cache/apt/*.bin \
         "$ROOTFS"/var/lib/apt/lists/* "$ROOTFS"/var/log/* "$ROOTFS"/tmp/* \
         "$ROOTFS"/usr/share/man/* "$ROOTFS"/usr/share/info/*
     find "$ROOTFS/usr/share/doc" -type f ! -name copyright -delete

@@ -1,0 +1,65 @@
+"""Fixtures for the image tests: skip, with the reason shown, when Docker is not usable.
+
+The image under test is ``tutorial-app:<project version>`` (override with
+``TUTORIAL_APP_IMAGE``); ``scripts/docker-ci-base.sh`` builds it.
+"""
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Iterator
+from importlib.metadata import PackageNotFoundError, version
+
+import pytest
+
+import dockerutil
+
+SCRIPT = "scripts/docker-ci-base.sh"
+
+
+def image_name() -> str:
+    """The image the tests run: TUTORIAL_APP_IMAGE, else tutorial-app:<version>."""
+    override = os.environ.get("TUTORIAL_APP_IMAGE")
+    if override:
+        return override
+    try:
+        return f"tutorial-app:{version('tutorial-app')}"
+    except PackageNotFoundError:
+        return "tutorial-app:latest"
+
+
+@functools.cache
+def _skip_reason() -> str | None:
+    """Why docker tests cannot run here, or None; asked once per session."""
+    problem = dockerutil.daemon_problem()
+    if problem is not None:
+        return f"{problem} (start one with {SCRIPT})"
+    image = image_name()
+    if not dockerutil.image_exists(image):
+        return f"image {image} not built (build it with {SCRIPT})"
+    return None
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Skip ``docker``-marked tests with a visible reason when Docker is unusable."""
+    if item.get_closest_marker("docker") is None:
+        return
+    reason = _skip_reason()
+    if reason is not None:
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def image() -> str:
+    """The name of the image under test."""
+    return image_name()
+
+
+@pytest.fixture
+def containers() -> Iterator[dockerutil.ContainerSet]:
+    """Start detached containers; every one is force-removed after the test."""
+    started = dockerutil.ContainerSet()
+    try:
+        yield started
+    finally:
+        started.remove_all()

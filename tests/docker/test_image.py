@@ -1,0 +1,87 @@
+"""The project image: user, work dir, entrypoint, native extension, SIGTERM."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import dockerutil
+
+pytestmark = pytest.mark.docker
+
+ENTRYPOINT = ["python3", "-m", "tutorial_app.entrypoint"]
+WORK_DIR = "/golem/work"
+REPO = Path(__file__).resolve().parents[2]
+# Well inside `docker stop`'s 10 s grace: a container that ignored SIGTERM
+# would take the whole grace and then be SIGKILLed.
+PROMPT_STOP_SECONDS = 5.0
+APP_PORT = 50005
+
+
+def test_runs_as_non_root_user_owning_the_work_dir(image: str) -> None:
+    result = dockerutil.run(
+        image, "-c", 'id -u; id -g; pwd; touch probe && echo writable',
+        entrypoint="sh")
+    assert result.returncode == 0, result.stderr
+    uid, gid, cwd, writable = result.stdout.split()
+    assert int(uid) != 0 and int(gid) != 0
+    assert cwd == WORK_DIR
+    assert writable == "writable"
+
+
+def test_image_config_declares_the_app_entrypoint(image: str) -> None:
+    config = dockerutil.inspect_image(image)["Config"]
+    assert config["Entrypoint"] == ENTRYPOINT
+    assert config["WorkingDir"] == WORK_DIR
+    assert config["User"] not in ("", "0", "root")
+
+
+def test_entrypoint_python_is_the_venv_python(image: str) -> None:
+    result = dockerutil.run(
+        image, "-c", "import sys, tutorial_app; print(sys.prefix); print(tutorial_app.__file__)",
+        entrypoint="python3")
+    assert result.returncode == 0, result.stderr
+    prefix, package = result.stdout.split()
+    assert prefix == "/opt/venv"
+    # Installed, not the source tree: the context holds no copy at run time.
+    assert package.startswith("/opt/venv/lib/")
+
+
+@pytest.mark.parametrize(
+    ("args", "complaint"),
+    [
+        (["bogus", str(APP_PORT)], "invalid choice"),
+        (["requestor", "not-a-port"], "not a port number"),
+        (["provider", "70000"], "not a port number"),
+        (["requestor"], "required"),
+        (["requestor", str(APP_PORT), "--work-dir", "/nonexistent"], "does not exist"),
+    ],
+)
+def test_entrypoint_rejects_bad_arguments(image: str, args: list[str], complaint: str) -> None:
+    result = dockerutil.run(image, *args)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "usage:" in result.stderr
+    assert complaint in result.stderr
+
+
+def test_native_extension_imports(image: str) -> None:
+    if not (REPO / "engine" / "_native.c").exists():
+        pytest.skip("the project has no engine/_native.c extension")
+    result = dockerutil.run(
+        image, "-c", "import engine._native as n; print(n.__file__)", entrypoint="python3")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().startswith("/opt/venv/lib/")
+    assert result.stdout.strip().endswith(".so")
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("role", ["requestor", "provider"])
+def test_app_server_stops_promptly_on_sigterm(
+    image: str, containers: dockerutil.ContainerSet, role: str,
+) -> None:
+    container = containers.start(image, role, str(APP_PORT))
+    container.wait_for_port(APP_PORT)
+    took = container.stop(grace=10)
+    assert took < PROMPT_STOP_SECONDS, f"docker stop took {took:.1f} s:\n{container.logs()}"
+    # 137 would mean SIGKILL: the server ignored SIGTERM.
+    assert container.exit_code() != 137, container.logs()
