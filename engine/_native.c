@@ -331,6 +331,54 @@ lanes_compress(lanes_u32 state[8], const lanes_u32 block[16])
     state[7] += h;
 }
 
+/*
+ * Compression of a block that is the same in every lane and for every nonce
+ * of a segment (the padding-only second block): its schedule, with the round
+ * constants added, is computed once by the caller.
+ */
+static void
+lanes_compress_fixed(lanes_u32 state[8], const uint32_t wk[64])
+{
+    lanes_u32 a = state[0], b = state[1], c = state[2], d = state[3];
+    lanes_u32 e = state[4], f = state[5], g = state[6], h = state[7];
+
+    for (int t = 0; t < 64; t++) {
+        lanes_u32 t1 = h + (VROTR(e, 6) ^ VROTR(e, 11) ^ VROTR(e, 25)) +
+                       ((e & (f ^ g)) ^ g) + splat(wk[t]);
+        lanes_u32 t2 = (VROTR(a, 2) ^ VROTR(a, 13) ^ VROTR(a, 22)) +
+                       ((a & b) | (c & (a | b)));
+        h = g;
+        g = f;
+        f = e;
+        e = d + t1;
+        d = c;
+        c = b;
+        b = a;
+        a = t1 + t2;
+    }
+    state[0] += a;
+    state[1] += b;
+    state[2] += c;
+    state[3] += d;
+    state[4] += e;
+    state[5] += f;
+    state[6] += g;
+    state[7] += h;
+}
+
+static void
+schedule_with_constants(const uint32_t block[16], uint32_t wk[64])
+{
+    uint32_t w[64];
+    memcpy(w, block, 64);
+    for (int t = 16; t < 64; t++) {
+        w[t] = SSIG1(w[t - 2]) + w[t - 7] + SSIG0(w[t - 15]) + w[t - 16];
+    }
+    for (int t = 0; t < 64; t++) {
+        wk[t] = w[t] + K256[t];
+    }
+}
+
 /* Copy the words holding digits from the per-lane layouts into the vectors. */
 static inline void
 lanes_gather(lanes_u32 *msg, const layout lanes[PORTABLE_LANES], size_t w0, size_t w1)
@@ -366,6 +414,12 @@ lanes_scan(const scan_ctx *ctx, uint64_t *next, uint64_t last, int digits,
     for (int i = 0; i < 8; i++) {
         mid[i] = splat(ctx->mid[i]);
     }
+    /* Digits all in block 1 of two: block 2 is padding, fixed for the segment. */
+    const int fixed_second = two && lanes[0].digit0 + (size_t)digits <= 64;
+    uint32_t second_wk[64];
+    if (fixed_second) {
+        schedule_with_constants(lanes[0].w + 16, second_wk);
+    }
 
     for (;;) {
         if (two) {
@@ -375,7 +429,12 @@ lanes_scan(const scan_ctx *ctx, uint64_t *next, uint64_t last, int digits,
                 stale = 0;
             }
             memcpy(s, first_block, sizeof(s));
-            lanes_compress(s, msg + 16);
+            if (fixed_second) {
+                lanes_compress_fixed(s, second_wk);
+            }
+            else {
+                lanes_compress(s, msg + 16);
+            }
         }
         else {
             memcpy(s, mid, sizeof(s));
