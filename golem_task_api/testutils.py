@@ -67,23 +67,33 @@ class SubprocessTaskApiService(TaskApiService):
         work_dir: Path,
         argv_prefix: Sequence[str],
         env: Optional[Mapping[str, str]] = None,
+        log_path: Optional[Path] = None,
     ) -> None:
         self.work_dir = Path(work_dir)
         self.argv_prefix = list(argv_prefix)
         # Added to (not replacing) this process's environment.
         self.env = dict(env or {})
+        # The server's stdout and stderr go there instead of ours when given.
+        self.log_path = log_path
         self._process: Optional[asyncio.subprocess.Process] = None
 
     async def start(self, command: list[str], port: int) -> tuple[str, int]:
         if self._process is not None:
             raise RuntimeError("service already started")
         stdin_data = self._stdin_data(command)
-        self._process = await asyncio.create_subprocess_exec(
-            *self.argv_prefix,
-            *command,
-            stdin=asyncio.subprocess.PIPE if stdin_data is not None else None,
-            env={**os.environ, **self.env} if self.env else None,
-        )
+        log = open(self.log_path, "ab") if self.log_path is not None else None
+        try:
+            self._process = await asyncio.create_subprocess_exec(
+                *self.argv_prefix,
+                *command,
+                stdin=asyncio.subprocess.PIPE if stdin_data is not None else None,
+                env={**os.environ, **self.env} if self.env else None,
+                stdout=log,
+                stderr=log,
+            )
+        finally:
+            if log is not None:
+                log.close()  # the child holds its own copy
         if stdin_data is not None:
             assert self._process.stdin is not None
             self._process.stdin.write(stdin_data)

@@ -37,9 +37,10 @@ from golem_task_api import dirutils
 from golem_task_api.client import ProviderAppClient, RequestorAppClient, TaskApiService
 from golem_task_api.enums import VerifyResult
 from golem_task_api.structs import Subtask
-from golem_task_api.testutils import SubprocessTaskApiService
+from golem_task_api.testutils import SubprocessTaskApiService, find_free_port
 
 from tutorial_app.archive import read_single_member
+from tutorial_app.result import parse_result
 
 logger = logging.getLogger(__name__)
 
@@ -112,13 +113,6 @@ class Servers(Protocol):
     def provider(self, slot: int) -> Provider: ...
 
 
-def free_port() -> int:
-    """A TCP port nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def app_argv(work_dir: Path) -> list[str]:
     """The command line of our app's entrypoint for a work dir."""
     return [sys.executable, "-m", "tutorial_app.entrypoint", "--work-dir", str(work_dir)]
@@ -132,17 +126,27 @@ class LocalServers:
         self.workers = workers
         self.requestor_dir = scratch / "requestor"
         self.requestor_dir.mkdir(parents=True, exist_ok=True)
-        self.requestor_port = free_port()
+        self.requestor_port = find_free_port()
         self._env = {"TUTORIAL_APP_WORKERS": str(workers)}
 
     def requestor_service(self) -> TaskApiService:
-        return SubprocessTaskApiService(self.requestor_dir, app_argv(self.requestor_dir))
+        return SubprocessTaskApiService(
+            self.requestor_dir,
+            app_argv(self.requestor_dir),
+            log_path=self.scratch / "requestor.log",
+        )
 
     def provider(self, slot: int) -> Provider:
-        work_dir = self.scratch / "providers" / uuid.uuid4().hex[:12]
+        name = uuid.uuid4().hex[:12]
+        work_dir = self.scratch / "providers" / name
         work_dir.mkdir(parents=True)
-        service = SubprocessTaskApiService(work_dir, app_argv(work_dir), env=self._env)
-        return Provider(service, work_dir, free_port())
+        service = SubprocessTaskApiService(
+            work_dir,
+            app_argv(work_dir),
+            env=self._env,
+            log_path=self.scratch / "providers" / f"{name}.log",
+        )
+        return Provider(service, work_dir, find_free_port())
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -150,6 +154,8 @@ def parse_address(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ValueError(f"expected HOST:PORT, got {text!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]  # an IPv6 literal
     return host, int(port)
 
 
@@ -364,11 +370,11 @@ class TaskRun:
         self._live_providers.add(client)
         try:
             relative = await client.compute(self.task_id, subtask_id, subtask.params)
-            await provider.service.wait_until_shutdown_complete()
         finally:
             self._live_providers.discard(client)
-            if provider.service.running():
-                await client.shutdown(SHUTDOWN_TIMEOUT)
+            # After its one request the provider stops by itself; this waits
+            # for that (or forces it) and closes the channel.
+            await client.shutdown(SHUTDOWN_TIMEOUT)
         return provider.work_dir / relative
 
     def _fail(self, subtask_id: str, why: str) -> None:
@@ -377,8 +383,7 @@ class TaskRun:
         self.progress(self._tally.verified, self._tally.rate(), f"retrying: {why[:60]}")
 
     def _collect(self, subtask_id: str, result_zip: Path, requestor_task: Any, seconds: float) -> None:
-        digest, nonce_text = read_single_member(result_zip).split(" ")
-        nonce = int(nonce_text)
+        digest, nonce = parse_result(read_single_member(result_zip))
         text = read_single_member(requestor_task.subtask_inputs_dir / f"{subtask_id}.zip")
         results = self.out_dir / "results"
         inputs = self.out_dir / "inputs"
@@ -443,6 +448,5 @@ __all__ = [
     "TaskRun",
     "app_argv",
     "default_split",
-    "free_port",
     "scratch_dir",
 ]

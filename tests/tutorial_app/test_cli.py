@@ -1,0 +1,132 @@
+"""The `tutorial-app` command as a user runs it: a real process tree."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+import engine
+from golem_task_api import envs
+from tutorial_app import meta
+
+from test_runner import check_out_dir
+
+CLI = [sys.executable, "-m", "tutorial_app.cli"]
+
+
+def cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.timeout(90)
+def test_run_json_summary_verifies(tmp_path: Path, input_file: Path) -> None:
+    out = tmp_path / "out"
+    done = cli("run", str(input_file), "--difficulty", "10", "--subtasks", "3",
+               "--providers", "2", "--out", str(out), "--json")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["ok"] is True
+    assert len(summary["subtasks"]) == 3
+    text = input_file.read_text(encoding="utf-8")
+    for sub in summary["subtasks"]:
+        assert set(sub) >= {"subtask_id", "input", "nonce", "digest", "seconds"}
+        assert sub["input"].startswith(text) and sub["input"] != text
+        engine.verify(sub["input"], 10, sub["digest"], sub["nonce"])
+    check_out_dir(out, 10, 3)
+
+
+@pytest.mark.timeout(90)
+def test_run_prints_progress_and_table(tmp_path: Path, input_file: Path) -> None:
+    done = cli("run", str(input_file), "-d", "8", "-n", "2", "--out", str(tmp_path / "out"))
+    assert done.returncode == 0, done.stderr
+    assert "2/2 verified" in done.stderr
+    assert "subtask" in done.stdout and "nonce" in done.stdout and "digest" in done.stdout
+    assert "2/2 subtasks verified" in done.stdout
+    assert str((tmp_path / "out").resolve()) in done.stdout
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_stops_every_process(tmp_path: Path, input_file: Path, signum: int) -> None:
+    # Difficulty 256 never finishes: the run only ends through the signal.
+    runner = subprocess.Popen(
+        [*CLI, "run", str(input_file), "-d", "256", "-n", "2", "-p", "2", "-w", "1",
+         "--out", str(tmp_path / "out")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        tree = psutil.Process(runner.pid)
+        deadline = time.monotonic() + 30
+        # Requestor + 2 providers, each provider with an engine worker.
+        while len(tree.children(recursive=True)) < 5:
+            assert runner.poll() is None, runner.communicate()
+            assert time.monotonic() < deadline, "the run never got to computing"
+            time.sleep(0.05)
+        time.sleep(0.3)  # let both computes start
+        descendants = tree.children(recursive=True)
+        runner.send_signal(signum)
+        stdout, stderr = runner.communicate(timeout=20)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.communicate()
+    assert runner.returncode == 128 + signum, stderr
+    assert "every app server was stopped" in stderr
+    gone, alive = psutil.wait_procs(descendants, timeout=5)
+    assert not alive, [p.pid for p in alive]
+
+
+def test_descriptor_is_the_app_definition() -> None:
+    done = cli("descriptor")
+    assert done.returncode == 0, done.stderr
+    descriptor = json.loads(done.stdout)
+    assert descriptor["name"] == meta.APP_NAME
+    assert descriptor["version"] == meta.VERSION
+    assert descriptor["requestor_env"] == envs.DOCKER_CPU_ENV_ID == "docker_cpu"
+    assert descriptor["requestor_prereq"] == {"image": meta.DOCKER_IMAGE, "tag": meta.DOCKER_TAG}
+    assert descriptor["market_strategy"] == "brass"
+    assert descriptor["max_benchmark_score"] == engine.BENCHMARK_MAX_SCORE > 0
+    for field in ("description", "author", "license"):
+        assert isinstance(descriptor[field], str) and descriptor[field]
+
+
+@pytest.mark.timeout(30)
+def test_benchmark_prints_a_score_within_the_maximum() -> None:
+    done = cli("benchmark", "--workers", "1")
+    assert done.returncode == 0, done.stderr
+    score = float(done.stdout)
+    assert 0 < score <= engine.BENCHMARK_MAX_SCORE
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["run", "{missing}", "-d", "8"], "is not a readable file"),
+        (["run", "{binary}", "-d", "8"], "is not UTF-8"),
+        (["run", "{input}", "-d", "257"], "between 0 and 256"),
+        (["run", "{input}", "-d", "x"], "whole number"),
+        (["run", "{input}"], "--difficulty"),
+        (["run", "{input}", "-d", "8", "-n", "0"], "at least 1"),
+        (["run", "{input}", "-d", "8", "--requestor", "localhost:5"], "go together"),
+        (["run", "{input}", "-d", "8", "--provider", "nohost"], "HOST:PORT"),
+        (["run", "{input}", "-d", "8", "--out", "{input}"], "not a directory"),
+        (["frobnicate"], "invalid choice"),
+    ],
+)
+def test_bad_arguments_are_refused_clearly(tmp_path: Path, input_file: Path, args: list[str], message: str) -> None:
+    binary = tmp_path / "binary.bin"
+    binary.write_bytes(b"\xff\xfe\x00bad")
+    paths = {"missing": str(tmp_path / "nope.txt"), "binary": str(binary), "input": str(input_file)}
+    before = sorted(os.listdir(tmp_path))
+    done = cli(*[a.format(**paths) for a in args])
+    assert done.returncode == 2
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+    assert sorted(os.listdir(tmp_path)) == before

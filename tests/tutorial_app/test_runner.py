@@ -1,0 +1,110 @@
+"""`tutorial-app run`'s node loop: whole tasks, failed providers re-issued."""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+from golem_task_api.testutils import SubprocessTaskApiService, find_free_port
+
+import engine
+from tutorial_app.result import parse_result
+from tutorial_app.runner import LocalServers, Provider, TaskRun, default_split, parse_address, scratch_dir
+
+HERE = Path(__file__).parent
+
+
+def check_out_dir(out_dir: Path, difficulty: int, expected: int) -> None:
+    """Every result in the out dir verifies against the input written beside it."""
+    results = sorted((out_dir / "results").glob("*.zip"))
+    assert len(results) == expected
+    for result in results:
+        subtask_id = result.stem
+        with zipfile.ZipFile(result) as zf:
+            (member,) = zf.namelist()
+            assert member == subtask_id
+            digest, nonce = parse_result(zf.read(member).decode())
+        text = (out_dir / "inputs" / f"{subtask_id}.txt").read_text(encoding="utf-8")
+        engine.verify(text, difficulty, digest, nonce)
+
+
+class FirstProviderStuck(LocalServers):
+    """The first provider hangs in compute; every later one is the real app."""
+
+    def __init__(self, scratch: Path, workers: int) -> None:
+        super().__init__(scratch, workers)
+        self.stuck: Provider | None = None
+
+    def provider(self, slot: int) -> Provider:
+        if self.stuck is not None:
+            return super().provider(slot)
+        work_dir = self.scratch / "stuck"
+        work_dir.mkdir()
+        argv = [sys.executable, str(HERE / "stuck_provider.py"), "--work-dir", str(work_dir)]
+        self.stuck = Provider(SubprocessTaskApiService(work_dir, argv), work_dir, find_free_port())
+        return self.stuck
+
+
+@pytest.mark.timeout(60)
+def test_whole_task_verifies(tmp_path: Path, input_file: Path) -> None:
+    servers = LocalServers(scratch_dir(tmp_path), workers=1)
+    run = TaskRun(servers, input_file, difficulty=10, subtasks=3, providers=2, out_dir=tmp_path / "out")
+    asyncio.run(run.run())
+    report = run.report()
+    assert report.ok
+    assert not report.failures
+    assert {r.subtask_id for r in report.subtasks} == {p.stem for p in (tmp_path / "out" / "results").iterdir()}
+    for result in report.subtasks:
+        assert result.input.startswith(input_file.read_text(encoding="utf-8"))
+        engine.verify(result.input, 10, result.digest, result.nonce)
+    check_out_dir(tmp_path / "out", 10, 3)
+
+
+@pytest.mark.timeout(60)
+def test_provider_killed_mid_subtask_is_reissued(tmp_path: Path, input_file: Path) -> None:
+    servers = FirstProviderStuck(scratch_dir(tmp_path), workers=1)
+    run = TaskRun(servers, input_file, difficulty=8, subtasks=2, providers=1, out_dir=tmp_path / "out")
+
+    async def kill_when_computing() -> None:
+        while servers.stuck is None or not (servers.stuck.work_dir / "compute-started").exists():
+            await asyncio.sleep(0.02)
+        service = servers.stuck.service
+        assert isinstance(service, SubprocessTaskApiService) and service.pid is not None
+        os.kill(service.pid, signal.SIGKILL)
+
+    async def main() -> None:
+        killer = asyncio.create_task(kill_when_computing())
+        await run.run()
+        await killer
+
+    asyncio.run(main())
+    report = run.report()
+    assert report.ok, report.failures
+    assert len(report.failures) == 1 and "provider failed" in report.failures[0]
+    stuck_subtask = (servers.stuck.work_dir / "compute-started").read_text()
+    assert stuck_subtask not in {r.subtask_id for r in report.subtasks}
+    check_out_dir(tmp_path / "out", 8, 2)
+
+
+def test_default_split_shares_cores() -> None:
+    assert default_split(subtasks=8, providers=None, workers=None, cores=4) == (4, 1)
+    assert default_split(subtasks=1, providers=None, workers=None, cores=4) == (1, 4)
+    assert default_split(subtasks=8, providers=2, workers=None, cores=4) == (2, 2)
+    assert default_split(subtasks=8, providers=None, workers=2, cores=4) == (2, 2)
+    assert default_split(subtasks=8, providers=None, workers=8, cores=2) == (1, 8)
+
+
+@pytest.mark.parametrize("text", ["host", "host:", ":80", "host:http", "host:0", "host:70000"])
+def test_parse_address_rejects(text: str) -> None:
+    with pytest.raises(ValueError, match="HOST:PORT"):
+        parse_address(text)
+
+
+def test_parse_address() -> None:
+    assert parse_address("requestor:50005") == ("requestor", 50005)
+    assert parse_address("[::1]:1") == ("::1", 1)
