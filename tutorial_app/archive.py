@@ -8,11 +8,14 @@ a ZIP bomb costs at most ``max_bytes`` plus one chunk of memory.
 """
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from tutorial_app import meta
 
 _CHUNK = 64 * 1024
 
@@ -62,45 +65,70 @@ def write_text_zip(path: Path, member: str, text: str) -> None:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     tmp = Path(tmp_name)
     try:
-        with os.fdopen(fd, "wb") as raw, zipfile.ZipFile(raw, "w", zipfile.ZIP_DEFLATED) as zf:
-            zf.writestr(member, text.encode("utf-8"))
+        with os.fdopen(fd, "wb") as raw:
+            with zipfile.ZipFile(raw, "w", zipfile.ZIP_DEFLATED) as zf:
+                zf.writestr(member, text.encode("utf-8"))
+            raw.flush()
+            # On disk before anything (a store commit) may point at it.
+            os.fsync(raw.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
 
 
-def read_text_zip(path: Path, max_bytes: int) -> TextMember:
-    """Read the single member of the ZIP at ``path`` as UTF-8 text.
+def read_text_zip(source: Path | bytes, max_bytes: int, name: str | None = None) -> TextMember:
+    """Read the single member of a ZIP (a file, or its bytes) as UTF-8 text.
 
-    Raises a subclass of `ArchiveError` (a `ValueError`) saying what is wrong;
-    `FileNotFoundError` (an `OSError`) if there is no file.
+    ``max_bytes`` bounds the member's unpacked size; ``name`` labels bytes in
+    messages. Raises a subclass of `ArchiveError` (a `ValueError`) saying what
+    is wrong; `FileNotFoundError` (an `OSError`) if there is no file.
     """
+    if isinstance(source, bytes):
+        label = name or "archive"
+        opened: Path | io.BytesIO = io.BytesIO(source)
+    else:
+        label = name or source.name
+        opened = source
     try:
-        zf = zipfile.ZipFile(path, "r")
+        zf = zipfile.ZipFile(opened, "r")
     except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError) as exc:
-        raise NotAZipError(f"{path.name} is not a ZIP archive ({exc})") from exc
+        raise NotAZipError(f"{label} is not a ZIP archive ({exc})") from exc
     with zf:
         infos = zf.infolist()
         if not infos:
-            raise EmptyArchiveError(f"{path.name} holds no file; expected exactly one")
+            raise EmptyArchiveError(f"{label} holds no file; expected exactly one")
         if len(infos) > 1:
             raise TooManyMembersError(
-                f"{path.name} holds {len(infos)} files; expected exactly one")
+                f"{label} holds {len(infos)} files; expected exactly one")
         info = infos[0]
         if info.is_dir():
-            raise EmptyArchiveError(f"{path.name} holds only a directory; expected one file")
+            raise EmptyArchiveError(f"{label} holds only a directory; expected one file")
         if info.file_size > max_bytes:
             raise ArchiveTooLargeError(
-                f"{path.name}: {info.filename!r} declares {info.file_size} bytes unpacked;"
+                f"{label}: {info.filename!r} declares {info.file_size} bytes unpacked;"
                 f" the limit is {max_bytes}")
-        data = _read_bounded(zf, info, max_bytes, path.name)
+        data = _read_bounded(zf, info, max_bytes, label)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise NotUtf8Error(
-            f"{path.name}: {info.filename!r} is not UTF-8 text (byte {exc.start})") from exc
+            f"{label}: {info.filename!r} is not UTF-8 text (byte {exc.start})") from exc
     return TextMember(info.filename, text)
+
+
+def read_file_bounded(path: Path, max_bytes: int) -> bytes:
+    """The bytes of the file at ``path``; `ArchiveTooLargeError` if it is over ``max_bytes``."""
+    with open(path, "rb") as f:
+        data = f.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ArchiveTooLargeError(f"{path.name} is larger than {max_bytes} bytes")
+    return data
+
+
+def read_single_member(path: Path, max_bytes: int = meta.MAX_SUBTASK_INPUT_BYTES) -> str:
+    """The text of the single member of a subtask input or result ZIP (see `read_text_zip`)."""
+    return read_text_zip(path, max_bytes).text
 
 
 def _read_bounded(zf: zipfile.ZipFile, info: zipfile.ZipInfo, max_bytes: int, label: str) -> bytes:

@@ -28,6 +28,9 @@ MAX_SUBTASK_INPUT_BYTES = MAX_INPUT_BYTES + 2 * SALT_BYTES
 MAX_RESULT_BYTES = 4096
 """Largest result text a requestor unpacks; a real one is ~90 bytes."""
 
+MAX_RESULT_FILE_BYTES = 64 * 1024
+"""Largest result ZIP a requestor reads; a real one is ~250 bytes."""
+
 MAX_PARTS = 100_000
 """Most parts one task may have; bounds the store and the node's promises."""
 

@@ -79,7 +79,7 @@ class ProviderHandler(api.ProviderAppHandler):
         """Search on ``lifecycle``'s pool when it runs one, else on a pool per call."""
         self.lifecycle = lifecycle
 
-    async def compute(self, task_work_dir: Path, subtask_id: str, subtask_params: dict) -> Path:
+    async def compute(self, task_work_dir: Path, subtask_id: str, subtask_params: dict[str, Any]) -> Path:
         """Compute the subtask; returns the result ZIP's path relative to ``task_work_dir``."""
         check_file_name("subtask id", subtask_id)
         inputs_dir = task_work_dir / api.constants.SUBTASK_INPUTS_DIR
@@ -89,6 +89,8 @@ class ProviderHandler(api.ProviderAppHandler):
                 read_text_zip, inputs_dir / resource, meta.MAX_SUBTASK_INPUT_BYTES)
         except FileNotFoundError:
             raise NotFoundError(f"subtask input {resource!r} is not in subtask_inputs/") from None
+        except OSError as exc:  # a directory, unreadable, ...
+            raise InvalidParamsError(f"cannot read subtask input {resource!r}: {exc}") from None
         pool = self.lifecycle.supervisor if self.lifecycle is not None else None
         log.info("subtask %s: searching at difficulty %d over %d characters",
                  subtask_id, difficulty, len(member.text))

@@ -21,7 +21,6 @@ import contextlib
 import logging
 import os
 import secrets
-import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,9 +32,9 @@ from golem_task_api.enums import VerifyResult
 from golem_task_api.errors import AlreadyExistsError, FailedPreconditionError, NotFoundError
 
 from tutorial_app import meta
-from tutorial_app.archive import ArchiveError, read_text_zip, write_text_zip
+from tutorial_app.archive import read_file_bounded, read_text_zip, write_text_zip
 from tutorial_app.params import check_file_name, parse_task_params, read_input_file
-from tutorial_app.result import ResultFormatError, parse_result
+from tutorial_app.result import parse_result
 from tutorial_app.store import (
     Assignment, DuplicateSubtaskError, Outcome, StoreError, TaskExistsError,
     TaskNotCreatedError, TaskStore, UnknownSubtaskError, Verdict,
@@ -57,7 +56,7 @@ class RequestorHandler(api.RequestorAppHandler):
     """The requestor app: splits a task into salted parts and verifies their proofs."""
 
     async def create_task(
-        self, task_work_dir: Path, max_subtasks_count: int, task_params: dict,
+        self, task_work_dir: Path, max_subtasks_count: int, task_params: dict[str, Any],
     ) -> api.structs.Task:
         """Validate the params and input file, then store the task with one salt per part."""
         return await asyncio.to_thread(create_task, task_work_dir, max_subtasks_count, task_params)
@@ -142,23 +141,25 @@ def verify(task_work_dir: Path, subtask_id: str) -> tuple[VerifyResult, str | No
     check_file_name("subtask id", subtask_id)
     outputs_dir = task_work_dir / api.constants.SUBTASK_OUTPUTS_DIR / subtask_id
     merged = task_work_dir / api.constants.TASK_OUTPUTS_DIR / f"{subtask_id}.zip"
-    found: list[Path] = []
+    verified: list[bytes] = []
 
     def judge(assignment: Assignment) -> Verdict:
         result_file = _find_result(outputs_dir, subtask_id)
         if isinstance(result_file, Verdict):
             return result_file
-        found.append(result_file)
         try:
-            member = read_text_zip(result_file, meta.MAX_RESULT_BYTES)
+            # Read once: the bytes checked are the bytes merged.
+            data = read_file_bounded(result_file, meta.MAX_RESULT_FILE_BYTES)
+            member = read_text_zip(data, meta.MAX_RESULT_BYTES, name=result_file.name)
             digest, nonce = parse_result(member.text)
             engine.verify(assignment.input_text, assignment.difficulty, digest, nonce)
-        except (ArchiveError, ResultFormatError, ValueError) as exc:
+        except ValueError as exc:  # ArchiveError, ResultFormatError and engine's verdicts
             return Verdict(Outcome.FAILURE, f"rejected {result_file.name}: {exc}")
+        verified.append(data)
         return Verdict(Outcome.SUCCESS)
 
     def merge(_: Assignment) -> None:
-        _copy_atomically(found[0], merged)
+        _write_atomically(merged, verified[0])
 
     with _api_errors():
         verdict = _store(task_work_dir).settle(subtask_id, judge, on_success=merge)
@@ -235,12 +236,15 @@ def _find_result(outputs_dir: Path, subtask_id: str) -> Path | Verdict:
     return only
 
 
-def _copy_atomically(source: Path, target: Path) -> None:
+def _write_atomically(target: Path, data: bytes) -> None:
     target.parent.mkdir(exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
     try:
-        shutil.copyfile(source, tmp_name)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            # On disk before the store commits the verdict that points at it.
+            os.fsync(f.fileno())
         os.replace(tmp_name, target)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)

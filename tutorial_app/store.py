@@ -30,6 +30,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 DB_NAME = "tutorial_app.sqlite3"
 """The store's file name inside the task dir."""
@@ -423,7 +424,7 @@ def _subtask(conn: sqlite3.Connection, subtask_id: str) -> SubtaskRecord:
     return _subtask_record(row)
 
 
-def _subtask_record(row: tuple) -> SubtaskRecord:
+def _subtask_record(row: tuple[Any, ...]) -> SubtaskRecord:
     sid, part, node, state, reason = row
     return SubtaskRecord(sid, part, node, SubtaskState(state), reason)
 

@@ -1,11 +1,24 @@
 """Helpers shared by the tutorial_app tests: task dirs, snapshots, forged results."""
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import sys
+import threading
 import zipfile
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any, TypeVar
 
+import psutil
+from golem_task_api.client import TaskApiService
+from golem_task_api.testutils import InlineTaskApiService, ServiceFactory, SubprocessTaskApiService
+
+from tutorial_app.provider import ProviderHandler, ProviderLifecycle
+from tutorial_app.requestor import RequestorHandler
 from tutorial_app.store import DB_NAME, TaskStore
+
+T = TypeVar("T")
 
 INPUT_TEXT = "Golem tutorial input, zażółć 🦀\n"
 TASK_DIRS = ("task_inputs", "subtask_inputs", "task_outputs", "subtask_outputs")
@@ -80,3 +93,62 @@ def miss(text: str, difficulty: int) -> tuple[str, int]:
     while int(sha256_hex(text + str(nonce)), 16) < target:
         nonce += 1
     return sha256_hex(text + str(nonce)), nonce
+
+
+# -- services: the app's handlers in a child process, or the real entrypoint --
+
+MODES = ("inline", "subprocess")
+
+
+def entrypoint_argv(work_dir: Path) -> list[str]:
+    """The command a node runs, up to the role and port."""
+    return [sys.executable, "-m", "tutorial_app.entrypoint", "--work-dir", str(work_dir)]
+
+
+def requestor_factory(mode: str) -> ServiceFactory:
+    """Start the requestor app: inline handlers or the entrypoint as a subprocess."""
+    if mode == "inline":
+        return lambda d: InlineTaskApiService(d, requestor_handler=RequestorHandler())
+    return lambda d: SubprocessTaskApiService(d, entrypoint_argv(d))
+
+
+def provider_factory(mode: str) -> ServiceFactory:
+    """Start a provider app: inline handlers (with their pool lifecycle) or the entrypoint."""
+    if mode == "inline":
+        def inline(d: Path) -> TaskApiService:
+            lifecycle = ProviderLifecycle()
+            return InlineTaskApiService(
+                d, provider_handler=ProviderHandler(lifecycle), provider_lifecycle_handler=lifecycle)
+        return inline
+    return lambda d: SubprocessTaskApiService(d, entrypoint_argv(d))
+
+
+class LoopThread:
+    """An event loop in a thread, so one server and client can serve many sync tests."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float = 60.0) -> T:
+        """Run ``coro`` on the loop and return its result."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def close(self) -> None:
+        """Stop the loop and its thread."""
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join()
+        self.loop.close()
+
+
+def children_now() -> set[int]:
+    """The pids of this process's live descendants."""
+    alive = set()
+    for p in psutil.Process().children(recursive=True):
+        try:
+            if p.status() != psutil.STATUS_ZOMBIE:
+                alive.add(p.pid)
+        except psutil.Error:
+            pass
+    return alive

@@ -8,7 +8,7 @@ import pytest
 
 from tutorial_app.archive import (
     ArchiveError, ArchiveTooLargeError, CorruptArchiveError, EmptyArchiveError, NotAZipError,
-    NotUtf8Error, TextMember, TooManyMembersError, read_text_zip, write_text_zip,
+    NotUtf8Error, TextMember, TooManyMembersError, read_single_member, read_text_zip, write_text_zip,
 )
 
 
@@ -17,6 +17,7 @@ def test_round_trip_unicode(tmp_path: Path) -> None:
     write_text_zip(path, "sub-1", "zażółć 🦀 text")
     assert read_text_zip(path, 100) == TextMember("sub-1", "zażółć 🦀 text")
     assert [p.name for p in tmp_path.iterdir()] == ["a.zip"]
+    assert read_single_member(path) == "zażółć 🦀 text"
 
 
 def test_seed_style_zip_is_read(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+from multiprocessing import resource_tracker
 import threading
 import time
 import zipfile
@@ -15,6 +16,13 @@ from golem_task_api.threading import Executor
 from app_testing import sha256_hex, solve
 from tutorial_app.archive import ArchiveError, write_text_zip
 from tutorial_app.provider import ProviderHandler, ProviderLifecycle
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _resource_tracker() -> None:
+    """The engine's pool (multiprocessing "spawn") needs the resource tracker,
+    a helper that lives as long as this process; start it before the leak check looks."""
+    resource_tracker.ensure_running()
 
 
 @pytest.fixture(autouse=True)
@@ -76,6 +84,13 @@ def test_bad_params(tmp_path: Path, params: dict, error: type) -> None:
     with pytest.raises(error):
         asyncio.run(ProviderHandler().compute(work, "s1", params))
     assert sorted(p.name for p in work.iterdir()) == ["subtask_inputs"]
+
+
+def test_input_that_is_a_directory(tmp_path: Path) -> None:
+    work = _provider_dir(tmp_path, text=None)
+    (work / "subtask_inputs" / "s1.zip").mkdir()
+    with pytest.raises(ValueError, match="cannot read subtask input"):
+        asyncio.run(ProviderHandler().compute(work, "s1", {"difficulty": 4, "resources": ["s1.zip"]}))
 
 
 def test_bad_input_zip(tmp_path: Path) -> None:

@@ -75,7 +75,7 @@ def test_failed_prepare_assigns_nothing(tmp_path: Path) -> None:
 
 
 def test_concurrent_assign_never_shares_a_part(tmp_path: Path) -> None:
-    store = _store(tmp_path, parts=20)
+    _store(tmp_path, parts=20)
     results: list[Assignment | None] = []
     lock = threading.Lock()
 
