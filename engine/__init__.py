@@ -1,1 +1,74 @@
-"""Placeholder: filled in by its issue."""
+"""The multiprocess nonce-search engine: the proof of work, its kernels, the pool and the benchmark.
+
+No gRPC and no asyncio here; usable on its own::
+
+    from engine import search
+    solution = search("some input", difficulty=16)  # all usable cores
+
+Names are imported on first use, so a worker process that needs only
+``engine.worker`` does not pay for the rest at start-up.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from engine.scoring import BENCHMARK_MAX_SCORE, benchmark
+    from engine.cores import usable_cores
+    from engine.errors import EngineError, SearchCancelled, WorkerCrashed
+    from engine.kernels import available_kernels, default_kernel
+    from engine.pow import reference_search, sha256_hex, target_for, verify
+    from engine.records import Progress, Solution
+    from engine.supervisor import Supervisor, search
+
+_HOMES = {
+    "BENCHMARK_MAX_SCORE": "engine.scoring",
+    "benchmark": "engine.scoring",
+    "usable_cores": "engine.cores",
+    "EngineError": "engine.errors",
+    "SearchCancelled": "engine.errors",
+    "WorkerCrashed": "engine.errors",
+    "available_kernels": "engine.kernels",
+    "default_kernel": "engine.kernels",
+    "reference_search": "engine.pow",
+    "sha256_hex": "engine.pow",
+    "target_for": "engine.pow",
+    "verify": "engine.pow",
+    "Progress": "engine.records",
+    "Solution": "engine.records",
+    "Supervisor": "engine.supervisor",
+    "search": "engine.supervisor",
+}
+
+__all__ = [
+    "BENCHMARK_MAX_SCORE",
+    "EngineError",
+    "Progress",
+    "SearchCancelled",
+    "Solution",
+    "Supervisor",
+    "WorkerCrashed",
+    "available_kernels",
+    "benchmark",
+    "default_kernel",
+    "reference_search",
+    "search",
+    "sha256_hex",
+    "target_for",
+    "usable_cores",
+    "verify",
+]
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'engine' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

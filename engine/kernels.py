@@ -93,7 +93,7 @@ def _native_scan(native: ModuleType, name: str) -> ScanFn:
     def scan(prefix: bytes, start: int, stop: int, target: bytes | None) -> int | None:
         if start >= NATIVE_LIMIT:
             return python_scan(prefix, start, stop, target)
-        found = native_scan(prefix, start, min(stop, NATIVE_LIMIT), target, name)
+        found: int | None = native_scan(prefix, start, min(stop, NATIVE_LIMIT), target, name)
         if found is None and stop > NATIVE_LIMIT:
             return python_scan(prefix, NATIVE_LIMIT, stop, target)
         return found

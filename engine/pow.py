@@ -43,7 +43,7 @@ def check_nonce(nonce: object) -> int:
 
 def target_for(difficulty: int) -> int:
     """The integer a digest must stay below: 2 ** (256 - difficulty)."""
-    return 2 ** (256 - check_difficulty(difficulty))
+    return 1 << (256 - check_difficulty(difficulty))
 
 
 def target_bytes(difficulty: int) -> bytes | None:

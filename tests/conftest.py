@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from multiprocessing import resource_tracker
 
 import psutil
 import pytest
@@ -21,6 +22,17 @@ def _children() -> dict[int, psutil.Process]:
         return {p.pid: p for p in psutil.Process().children(recursive=True)}
     except psutil.Error:
         return {}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def resource_tracker_running() -> None:
+    """Start multiprocessing's resource tracker before any test runs.
+
+    The engine's first spawned worker starts it and it lives as long as the
+    test run; started here, the leak check does not blame whichever test
+    happened to spawn first.
+    """
+    resource_tracker.ensure_running()
 
 
 @pytest.fixture(autouse=True)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-from multiprocessing import resource_tracker
 import threading
 import time
 import zipfile
@@ -16,13 +15,6 @@ from golem_task_api.threading import Executor
 from app_testing import sha256_hex, solve
 from tutorial_app.archive import ArchiveError, write_text_zip
 from tutorial_app.provider import ProviderHandler, ProviderLifecycle
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _resource_tracker() -> None:
-    """The engine's pool (multiprocessing "spawn") needs the resource tracker,
-    a helper that lives as long as this process; start it before the leak check looks."""
-    resource_tracker.ensure_running()
 
 
 @pytest.fixture(autouse=True)
