@@ -1,0 +1,88 @@
+"""End-to-end: a whole task through `tutorial-app run`'s node loop, timed.
+
+    python -m bench.e2e [--reps R] [--subtasks N] [--difficulty D ...]
+
+At a low difficulty the run is all overhead (server start, gRPC, ZIPs,
+verification); at a high one it is all search. Printed per difficulty: the
+median wall time of a run, seconds per subtask, and the hashes the providers
+must at least have tried (sum of nonce + 1) per second, next to the engine
+pool's own rate on this machine, so the node's overhead shows as a ratio.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import engine
+from tutorial_app.runner import LocalServers, TaskRun, default_split, scratch_dir
+
+INPUT = "Golem tutorial app end-to-end benchmark input.\n"
+
+
+def one_run(base: Path, difficulty: int, subtasks: int) -> tuple[float, int]:
+    """Seconds for one whole task, and the hashes it needed at least."""
+    input_file = base / "input.txt"
+    input_file.write_text(INPUT, encoding="utf-8")
+    providers, workers = default_split(subtasks, None, None, engine.usable_cores())
+    scratch = scratch_dir(base)
+    run = TaskRun(
+        LocalServers(scratch, workers), input_file, difficulty, subtasks, providers, base / "out"
+    )
+    started = time.perf_counter()
+    asyncio.run(run.run())
+    seconds = time.perf_counter() - started
+    report = run.report()
+    if not report.ok:
+        raise RuntimeError(f"run failed: {report.failures}")
+    shutil.rmtree(scratch)
+    shutil.rmtree(base / "out")
+    return seconds, sum(r.nonce + 1 for r in report.subtasks)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--subtasks", type=int, default=4)
+    parser.add_argument("--difficulty", type=int, nargs="+", default=[12, 24, 28])
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+
+    pool_rate = engine.benchmark(1.0) * 1e6
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
+        for difficulty in args.difficulty:
+            times, hashes = [], []
+            for _ in range(args.reps):
+                seconds, tried = one_run(Path(tmp), difficulty, args.subtasks)
+                times.append(seconds)
+                hashes.append(tried / seconds)
+            rows.append({
+                "difficulty": difficulty,
+                "subtasks": args.subtasks,
+                "median_seconds": statistics.median(times),
+                "seconds_per_subtask": statistics.median(times) / args.subtasks,
+                "min_hash_rate": statistics.median(hashes),
+                "of_pool_rate": statistics.median(hashes) / pool_rate,
+            })
+    if args.json:
+        print(json.dumps({"pool_rate": pool_rate, "runs": rows}, indent=2))
+        return
+    print(f"engine pool rate (engine.benchmark): {pool_rate / 1e6:.1f} MH/s")
+    print(f"{args.subtasks} subtasks, median of {args.reps} runs each")
+    for row in rows:
+        print(
+            f"difficulty {row['difficulty']:>3}: {row['median_seconds']:6.2f} s per run, "
+            f"{row['seconds_per_subtask']:5.2f} s per subtask, "
+            f"{row['min_hash_rate'] / 1e6:7.2f} MH/s at least "
+            f"({row['of_pool_rate']:.2f} of the pool's rate)"
+        )
+
+
+if __name__ == "__main__":
+    main()
