@@ -134,9 +134,12 @@ class _AppClient:
                     await asyncio.wait_for(self._service.wait_until_shutdown_complete(), timeout)
                 except asyncio.TimeoutError:
                     log.warning("service still running %.1f s after Shutdown; stopping it", timeout)
-            await self._service.stop()
         finally:
-            self._channel.close()
+            # Whatever went wrong above (or a cancellation), the server must not outlive us.
+            try:
+                await self._service.stop()
+            finally:
+                self._channel.close()
 
     async def _shutdown_rpc(self, timeout: float) -> None:
         raise NotImplementedError

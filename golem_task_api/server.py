@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable, Coroutine, Optional, Sequence, TypeVar
 
 from grpclib.const import Status
+from grpclib.health.check import ServiceStatus
 from grpclib.health.service import Health
 from grpclib.server import Server, Stream
 
@@ -181,7 +182,12 @@ class RequestorServer(RequestorAppBase):
         task_dir = self._task_dir(request.task_id)
         subtask_id = _check_component(request.subtask_id, "subtask_id")
         result, reason = await self._handler.verify(task_dir, subtask_id)
-        return pb.VerifyReply(result=VerifyResult(result).name, reason=reason or "")
+        try:
+            name = VerifyResult(result).name
+        except ValueError:
+            # The app's bug, not the caller's: must not become INVALID_ARGUMENT.
+            raise RuntimeError(f"verify returned an invalid result: {result!r}") from None
+        return pb.VerifyReply(result=name, reason=reason or "")
 
     async def DiscardSubtasks(self, stream: Stream[Any, Any]) -> None:
         await _serve_unary(stream, "DiscardSubtasks", self.in_flight, self._discard_subtasks)
@@ -264,7 +270,6 @@ class ProviderServer(ProviderAppBase):
         await self._one_request(stream, "Compute", self._compute)
 
     async def _compute(self, request: pb.ComputeRequest) -> pb.ComputeReply:
-        self._take_request()
         subtask_id = _check_component(request.subtask_id, "subtask_id")
         params = _parse_json_object(request.subtask_params_json, "subtask_params_json")
         output = Path(await self._handler.compute(self._work_dir, subtask_id, params))
@@ -279,7 +284,6 @@ class ProviderServer(ProviderAppBase):
         await self._one_request(stream, "RunBenchmark", self._run_benchmark)
 
     async def _run_benchmark(self, request: pb.RunBenchmarkRequest) -> pb.RunBenchmarkReply:
-        self._take_request()
         score = await self._handler.run_benchmark(self._work_dir)
         return pb.RunBenchmarkReply(score=score)
 
@@ -289,12 +293,21 @@ class ProviderServer(ProviderAppBase):
         method: str,
         func: Callable[[Any], Awaitable[Any]],
     ) -> None:
-        was_taken = self._request_taken
+        # Per call, not read from the shared flag: a rejected call that was
+        # in flight alongside the one taking the request must not end it.
+        took_request = False
+
+        async def take_and_serve(request: Any) -> Any:
+            nonlocal took_request
+            self._take_request()
+            took_request = True
+            return await func(request)
+
         try:
-            await _serve_unary(stream, method, self.in_flight, func)
+            await _serve_unary(stream, method, self.in_flight, take_and_serve)
         finally:
             # Only the call that took the one request ends the process.
-            if not was_taken and self._request_taken:
+            if took_request:
                 self._lifecycle.request_shutdown()
 
     async def Shutdown(self, stream: Stream[Any, Any]) -> None:
@@ -302,6 +315,39 @@ class ProviderServer(ProviderAppBase):
             await _serve_unary(stream, "Shutdown", self.in_flight, _shutdown_reply)
         finally:
             self._lifecycle.request_shutdown()
+
+
+class _ClosingServer(Server):
+    """A grpclib Server that also closes its client connections when it stops.
+
+    grpclib's close() stops listening and cancels calls but leaves accepted
+    connections open; they would then be torn down by the loop closing
+    (ResourceWarning) instead of being closed after their last reply went out.
+    """
+
+    def __init__(self, handlers: Sequence[Any]) -> None:
+        super().__init__(handlers)
+        self._transports: set[asyncio.BaseTransport] = set()
+
+    def _protocol_factory(self) -> Any:
+        protocol = super()._protocol_factory()
+        made = protocol.connection_made
+
+        def connection_made(transport: asyncio.BaseTransport) -> None:
+            self._transports.add(transport)
+            made(transport)
+
+        # Per instance: the loop looks the callback up on the protocol object.
+        setattr(protocol, "connection_made", connection_made)
+        return protocol
+
+    async def close_connections(self) -> None:
+        """Close every accepted connection (flushing what was written) and let the loop run it."""
+        for transport in self._transports:
+            if not transport.is_closing():
+                transport.close()
+        self._transports.clear()
+        await asyncio.sleep(0)
 
 
 def configure_logging() -> None:
@@ -396,7 +442,11 @@ async def _serve(
     Executor.initialize()
     shutdown_future = lifecycle.shutdown_future
     signals = _install_signal_handlers(lifecycle)
-    server = Server([servicer, Health()])
+    # Answers for "" and for the app service's name; NOT_SERVING once a
+    # shutdown starts so nobody sends new work while running calls drain.
+    serving = ServiceStatus()
+    serving.set(True)
+    server = _ClosingServer([servicer, Health({servicer: [serving]})])
     started = False
     try:
         await lifecycle.on_before_startup()
@@ -410,6 +460,7 @@ async def _serve(
         )
         await lifecycle.on_after_startup()
         await shutdown_future
+        serving.set(False)
         log.info("%s server shutting down", role)
         # Before waiting for running calls: the hook may be what stops them
         # (e.g. an app's compute pool), and Executor users already saw the flag.
@@ -422,6 +473,7 @@ async def _serve(
         if started:
             server.close()
             await server.wait_closed()
+            await server.close_connections()
         loop = asyncio.get_running_loop()
         for sig in signals:
             loop.remove_signal_handler(sig)

@@ -36,6 +36,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Callable, Mapping, Optional, Sequence
 
+import psutil
+
 from golem_task_api.client import ProviderAppClient, RequestorAppClient, TaskApiService
 from golem_task_api.dirutils import ProviderTaskDir, RequestorDir, RequestorTaskDir
 from golem_task_api.enums import VerifyResult
@@ -121,18 +123,52 @@ class SubprocessTaskApiService(TaskApiService):
         process = self._process
         if process is None or process.returncode is not None:
             return
+        # Taken before the server ends: afterwards its helpers are orphans we cannot find.
+        descendants = _descendants(process.pid)
         try:
-            process.send_signal(signal.SIGTERM)
-            await asyncio.wait_for(process.wait(), STOP_GRACE_SECONDS)
-        except ProcessLookupError:
-            pass
-        except asyncio.TimeoutError:
-            process.kill()
-        await process.wait()
+            try:
+                process.send_signal(signal.SIGTERM)
+                await asyncio.wait_for(process.wait(), STOP_GRACE_SECONDS)
+            except ProcessLookupError:
+                pass
+            except asyncio.TimeoutError:
+                process.kill()
+            await process.wait()
+        except BaseException:
+            # Cancelled (or failed) mid-stop: end it anyway rather than leave it
+            # running, and reap it so its transport closes with it.
+            _kill(process)
+            await asyncio.shield(process.wait())
+            raise
+        finally:
+            _kill_survivors(descendants)
 
     async def wait_until_shutdown_complete(self) -> None:
         if self._process is not None:
             await self._process.wait()
+
+
+def _descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+def _kill(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is None:
+        try:
+            process.kill()
+        except ProcessLookupError:
+            pass
+
+
+def _kill_survivors(processes: list[psutil.Process]) -> None:
+    for child in processes:
+        try:
+            child.kill()  # psutil checks the pid was not reused
+        except psutil.Error:
+            pass
 
 
 class InlineTaskApiService(SubprocessTaskApiService):
@@ -362,7 +398,12 @@ class TaskLifecycleUtil:
             await self.requestor_client.shutdown(timeout)
 
     async def shutdown(self) -> None:
-        """Stop every server this util started."""
-        for client in self._providers:
-            await client.shutdown()
-        await self.shutdown_requestor()
+        """Stop every server this util started; the first failure is raised after all were tried."""
+        first_error: Optional[BaseException] = None
+        for stop in [client.shutdown for client in self._providers] + [self.shutdown_requestor]:
+            try:
+                await stop()
+            except Exception as exc:  # keep stopping the others
+                first_error = first_error or exc
+        if first_error is not None:
+            raise first_error

@@ -11,6 +11,13 @@ from golem_task_api import constants
 _ALPN = ["h2"]
 
 
+def _allow_plain_self_signed(context: ssl.SSLContext) -> None:
+    # Python 3.13+ turns on X509 strict checks by default; they reject
+    # self-signed certs lacking key identifiers, which a node may generate.
+    # Trust comes from pinning the one expected cert, not from CA structure.
+    context.verify_flags &= ~ssl.VERIFY_X509_STRICT
+
+
 def server_credentials_present(work_dir: Path) -> bool:
     """True iff the work dir holds the server key, server cert and client cert."""
     return all(
@@ -27,6 +34,7 @@ def server_ssl_context(work_dir: Path) -> Optional[ssl.SSLContext]:
         ssl.Purpose.CLIENT_AUTH, cafile=str(work_dir / constants.CLIENT_CERT_FILE)
     )
     context.verify_mode = ssl.CERT_REQUIRED
+    _allow_plain_self_signed(context)
     context.load_cert_chain(
         str(work_dir / constants.SERVER_CERT_FILE), str(work_dir / constants.SERVER_KEY_FILE)
     )
@@ -44,6 +52,7 @@ def client_ssl_context(client_dir: Path, server_cert_dir: Path) -> ssl.SSLContex
     )
     context.check_hostname = False
     context.verify_mode = ssl.CERT_REQUIRED
+    _allow_plain_self_signed(context)
     context.load_cert_chain(
         str(client_dir / constants.CLIENT_CERT_FILE), str(client_dir / constants.CLIENT_KEY_FILE)
     )

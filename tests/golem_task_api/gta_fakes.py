@@ -172,3 +172,17 @@ class RecordingLifecycle(api.AppLifecycleHandler):
 
     async def on_after_shutdown(self) -> None:
         self._record("after_shutdown")
+
+
+RELEASE_MARKER = "release"
+
+
+class StubbornVerifyHandler(FakeRequestorHandler):
+    """verify ignores the shutdown flag and waits for the test to write `release`."""
+
+    async def verify(
+        self, task_work_dir: Path, subtask_id: str
+    ) -> tuple[VerifyResult, Optional[str]]:
+        (task_work_dir / STARTED_MARKER).write_text("started")
+        await wait_for_file(task_work_dir / RELEASE_MARKER, timeout=20)
+        return VerifyResult.INCONCLUSIVE, "released"

@@ -94,3 +94,45 @@ def test_errors_map_to_statuses_and_server_keeps_serving(
     # Logged once each: the INTERNAL failure with its traceback, the others as one line.
     assert err.count("RuntimeError: handler crashed") == 1
     assert err.count("node id rejected") == 1
+
+
+class _NoteStream:
+    """The server side of one call, recording the status sent."""
+
+    def __init__(self, request: object) -> None:
+        self.request = request
+        self.status: object = None
+        self.message: object = None
+
+    async def recv_message(self) -> object:
+        return self.request
+
+    async def send_message(self, message: object) -> None:
+        pass
+
+    async def send_trailing_metadata(
+        self, status: object = Status.OK, status_message: object = None
+    ) -> None:
+        self.status, self.message = status, status_message
+
+
+class _BadVerifyResult(FakeRequestorHandler):
+    async def verify(self, task_work_dir: Path, subtask_id: str) -> tuple:
+        return "MAYBE", None
+
+
+def test_a_handler_returning_a_bad_verify_result_is_internal_not_the_callers_fault(
+    tmp_path: Path,
+) -> None:
+    from golem_task_api.handlers import AppLifecycleHandler
+    from golem_task_api.server import RequestorServer
+
+    class Lifecycle(AppLifecycleHandler):
+        pass
+
+    RequestorDir(tmp_path).task_dir("t").prepare()
+    server = RequestorServer(tmp_path, _BadVerifyResult(), Lifecycle())
+    stream = _NoteStream(pb.VerifyRequest(task_id="t", subtask_id="s"))
+    asyncio.run(server.Verify(stream))  # type: ignore[arg-type]
+    assert stream.status is Status.INTERNAL
+    assert "MAYBE" in str(stream.message)

@@ -7,14 +7,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
+from concurrent import futures
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import grpc
+import pytest
+from grpclib.const import Status
+from grpclib.exceptions import GRPCError
 from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
 
 from golem_task_api import structs
-from golem_task_api.client import ProviderAppClient, RequestorAppClient
+from golem_task_api.client import ProviderAppClient, RequestorAppClient, TaskApiService
 from golem_task_api.dirutils import ProviderTaskDir, RequestorDir
 from golem_task_api.enums import VerifyResult
 from golem_task_api.proto import golem_task_api_pb2 as pb
@@ -154,3 +159,155 @@ def test_grpcio_drives_a_provider(tmp_path: Path) -> None:
     output = asyncio.run(scenario())
     assert output == "s/result.txt"
     assert (work_dir / output).read_text() == "good 4 q"
+
+
+# --- the reverse direction: our clients drive an app served by grpcio ---
+
+class _GrpcioApp(TaskApiService):
+    """A Task API app written with grpcio generic handlers, run in this process."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+        self._server: Optional[grpc.Server] = None
+        self._shutdown_asked = threading.Event()
+
+    def _unary(self, name: str, request_type: Any, reply_type: Any, answer: Any) -> Any:
+        def handle(request: Any, context: grpc.ServicerContext) -> Any:
+            self.calls.append((name, request))
+            return answer(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(
+            handle,
+            request_deserializer=request_type.FromString,
+            response_serializer=reply_type.SerializeToString,
+        )
+
+    def _requestor_methods(self) -> dict[str, Any]:
+        def verify(request: pb.VerifyRequest, context: grpc.ServicerContext) -> pb.VerifyReply:
+            if request.task_id != "t":
+                context.abort(grpc.StatusCode.NOT_FOUND, f"no task {request.task_id}")
+            return pb.VerifyReply(result=pb.VerifyReply.VerifyResult.FAILURE, reason="nope")
+
+        def next_subtask(request: pb.NextSubtaskRequest, context: Any) -> pb.NextSubtaskReply:
+            if request.opaque_node_id == "banned":
+                return pb.NextSubtaskReply()
+            return pb.NextSubtaskReply(subtask=pb.SubtaskReply(
+                subtask_params_json=json.dumps({"for": request.subtask_id}), resources=["a", "b"]))
+
+        u = self._unary
+        return {
+            "CreateTask": u("CreateTask", pb.CreateTaskRequest, pb.CreateTaskReply,
+                lambda r, c: pb.CreateTaskReply(
+                    env_id="docker_cpu", prerequisites_json=r.task_params_json,
+                    inf_requirements=pb.Infrastructure(min_memory_mib=r.max_subtasks_count * 1.5))),
+            "NextSubtask": u("NextSubtask", pb.NextSubtaskRequest, pb.NextSubtaskReply, next_subtask),
+            "Verify": u("Verify", pb.VerifyRequest, pb.VerifyReply, verify),
+            "DiscardSubtasks": u("DiscardSubtasks", pb.DiscardSubtasksRequest,
+                pb.DiscardSubtasksReply,
+                lambda r, c: pb.DiscardSubtasksReply(discarded_subtask_ids=r.subtask_ids[:1])),
+            "RunBenchmark": u("RunBenchmark", pb.RunBenchmarkRequest, pb.RunBenchmarkReply,
+                lambda r, c: pb.RunBenchmarkReply(score=3.5)),
+            "HasPendingSubtasks": u("HasPendingSubtasks", pb.HasPendingSubtasksRequest,
+                pb.HasPendingSubtasksReply,
+                lambda r, c: pb.HasPendingSubtasksReply(has_pending_subtasks=True)),
+            "AbortTask": u("AbortTask", pb.AbortTaskRequest, pb.AbortTaskReply,
+                lambda r, c: pb.AbortTaskReply()),
+            "AbortSubtask": u("AbortSubtask", pb.AbortSubtaskRequest, pb.AbortSubtaskReply,
+                lambda r, c: pb.AbortSubtaskReply()),
+            "Shutdown": u("Shutdown", pb.ShutdownRequest, pb.ShutdownReply, self._shutdown),
+        }
+
+    def _provider_methods(self) -> dict[str, Any]:
+        u = self._unary
+        return {
+            "Compute": u("Compute", pb.ComputeRequest, pb.ComputeReply,
+                lambda r, c: pb.ComputeReply(output_filepath=f"{r.subtask_id}/out.zip")),
+            "RunBenchmark": u("RunBenchmark", pb.RunBenchmarkRequest, pb.RunBenchmarkReply,
+                lambda r, c: pb.RunBenchmarkReply(score=2.0)),
+            "Shutdown": u("Shutdown", pb.ShutdownRequest, pb.ShutdownReply, self._shutdown),
+        }
+
+    def _shutdown(self, request: pb.ShutdownRequest, context: Any) -> pb.ShutdownReply:
+        self._shutdown_asked.set()
+        return pb.ShutdownReply()
+
+    async def start(self, command: list[str], port: int) -> tuple[str, int]:
+        role = command[0]
+        service = "golem_task_api.RequestorApp" if role == "requestor" else "golem_task_api.ProviderApp"
+        methods = self._requestor_methods() if role == "requestor" else self._provider_methods()
+        health = {"Check": grpc.unary_unary_rpc_method_handler(
+            lambda r, c: HealthCheckResponse(status=HealthCheckResponse.SERVING),
+            request_deserializer=HealthCheckRequest.FromString,
+            response_serializer=HealthCheckResponse.SerializeToString,
+        )}
+        self._server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+        self._server.add_generic_rpc_handlers([
+            grpc.method_handlers_generic_handler(service, methods),
+            grpc.method_handlers_generic_handler("grpc.health.v1.Health", health),
+        ])
+        self._server.add_insecure_port(f"127.0.0.1:{port}")
+        self._server.start()
+        return "127.0.0.1", port
+
+    def running(self) -> bool:
+        return self._server is not None
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            server, self._server = self._server, None
+            await asyncio.get_running_loop().run_in_executor(None, lambda: server.stop(None).wait())
+
+    async def wait_until_shutdown_complete(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, self._shutdown_asked.wait)
+        await self.stop()
+
+
+def test_our_requestor_client_drives_a_grpcio_app() -> None:
+    app = _GrpcioApp()
+
+    async def scenario() -> None:
+        client = await RequestorAppClient.create(app, find_free_port())
+        try:
+            assert await client.create_task("t", 4, {"image": "i", "tag": "2"}) == structs.Task(
+                "docker_cpu", {"image": "i", "tag": "2"}, structs.Infrastructure(6.0)
+            )
+            assert await client.next_subtask("t", "s1", "n") == structs.Subtask({"for": "s1"}, ["a", "b"])
+            assert await client.next_subtask("t", "s2", "banned") is None
+            assert await client.verify("t", "s1") == (VerifyResult.FAILURE, "nope")
+            with pytest.raises(GRPCError) as raised:
+                await client.verify("gone", "s1")
+            assert raised.value.status is Status.NOT_FOUND and raised.value.message == "no task gone"
+            assert await client.discard_subtasks("t", ["s1", "s2"]) == ["s1"]
+            assert await client.run_benchmark() == 3.5
+            assert await client.has_pending_subtasks("t") is True
+            assert await client.abort_subtask("t", "s1") is None
+            assert await client.abort_task("t") is None
+        finally:
+            await client.shutdown(timeout=5)
+        assert not app.running()
+
+    asyncio.run(scenario())
+    names = [name for name, _ in app.calls]
+    assert names[-1] == "Shutdown"
+    sent = dict(app.calls)
+    assert sent["CreateTask"] == pb.CreateTaskRequest(
+        task_id="t", max_subtasks_count=4, task_params_json='{"image": "i", "tag": "2"}'
+    )
+    assert sent["AbortSubtask"] == pb.AbortSubtaskRequest(task_id="t", subtask_id="s1")
+    assert sent["DiscardSubtasks"] == pb.DiscardSubtasksRequest(task_id="t", subtask_ids=["s1", "s2"])
+
+
+def test_our_provider_client_drives_a_grpcio_app() -> None:
+    app = _GrpcioApp()
+
+    async def scenario() -> Path:
+        client = await ProviderAppClient.create(app, find_free_port())
+        try:
+            return await client.compute("t", "s9", {"n": 1})
+        finally:
+            await client.shutdown(timeout=5)
+
+    assert asyncio.run(scenario()) == Path("s9/out.zip")
+    assert app.calls[0] == ("Compute", pb.ComputeRequest(
+        task_id="t", subtask_id="s9", subtask_params_json='{"n": 1}'))
+    assert not app.running()

@@ -2,11 +2,16 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import sys
+import time
 from pathlib import Path
+from typing import Optional
 
+import psutil
 import pytest
 
+from golem_task_api import testutils
 from golem_task_api.enums import VerifyResult
 from golem_task_api.testutils import (
     InlineTaskApiService,
@@ -93,3 +98,94 @@ def test_simulate_task_reports_failed_verification(tmp_path: Path) -> None:
                 )
 
     asyncio.run(scenario())
+
+
+_STUBBORN_SERVER = """
+import signal, subprocess, sys, time
+from pathlib import Path
+from typing import Optional
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+Path(sys.argv[1]).write_text(str(helper.pid))
+time.sleep(60)
+"""
+
+
+def _stubborn_service(tmp_path: Path) -> tuple[SubprocessTaskApiService, Path]:
+    marker = tmp_path / "helper.pid"
+    return SubprocessTaskApiService(
+        tmp_path, [sys.executable, "-c", _STUBBORN_SERVER, str(marker)]
+    ), marker
+
+
+async def _started(service: SubprocessTaskApiService, marker: Path) -> int:
+    await service.start(["provider", "1"], 1)
+    while not marker.exists() or not marker.read_text():
+        await asyncio.sleep(0.02)
+    return int(marker.read_text())
+
+
+def _gone(pid: int, within: float = 2.0) -> bool:
+    """True once pid has ended (a zombie counts: it only awaits reaping)."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+
+
+def test_stop_kills_a_server_ignoring_sigterm_and_its_helpers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(testutils, "STOP_GRACE_SECONDS", 0.3)
+    service, marker = _stubborn_service(tmp_path)
+
+    async def scenario() -> int:
+        helper = await _started(service, marker)
+        await service.stop()
+        return helper
+
+    helper = asyncio.run(scenario())
+    assert service.returncode == -signal.SIGKILL
+    # The helper was reparented when its parent died; stop() must not leave it.
+    assert _gone(helper)
+
+
+def test_a_cancelled_stop_still_ends_the_server(tmp_path: Path) -> None:
+    service, marker = _stubborn_service(tmp_path)
+
+    async def scenario() -> int:
+        helper = await _started(service, marker)
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(service.stop(), 0.3)
+        return helper
+
+    helper = asyncio.run(scenario())
+    assert service.returncode == -signal.SIGKILL  # ended and reaped
+    assert _gone(helper)
+
+
+class _FakeClient:
+    def __init__(self, error: Optional[Exception] = None) -> None:
+        self.error = error
+        self.shutdowns = 0
+
+    async def shutdown(self, timeout: float = 10.0) -> None:
+        self.shutdowns += 1
+        if self.error is not None:
+            raise self.error
+
+
+def test_util_shutdown_stops_every_server_even_when_one_fails(tmp_path: Path) -> None:
+    util = TaskLifecycleUtil(tmp_path)
+    failing, provider, requestor = _FakeClient(RuntimeError("boom")), _FakeClient(), _FakeClient()
+    util._providers = [failing, provider]  # type: ignore[list-item]
+    util.requestor_client = requestor  # type: ignore[assignment]
+    with pytest.raises(RuntimeError, match="boom"):
+        asyncio.run(util.shutdown())
+    assert (failing.shutdowns, provider.shutdowns, requestor.shutdowns) == (1, 1, 1)

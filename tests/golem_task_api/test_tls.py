@@ -86,3 +86,24 @@ def test_server_context_requires_client_cert_and_offers_h2(tls_files: TlsFiles) 
     assert context.verify_mode is ssl.CERT_REQUIRED
     client = tls.client_ssl_context(tls_files.node_dir, tls_files.node_dir)
     assert client.check_hostname is False and client.verify_mode is ssl.CERT_REQUIRED
+
+
+def test_contexts_drop_x509_strict_that_newer_pythons_turn_on(
+    tls_files: TlsFiles, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Python 3.13's create_default_context sets VERIFY_X509_STRICT, which
+    # rejects many self-signed certs (no key identifiers, ...) like the ones a
+    # node generates; the pinned cert is the whole trust decision here.
+    plain = ssl.create_default_context
+
+    def strict(*args: object, **kwargs: object) -> ssl.SSLContext:
+        context = plain(*args, **kwargs)  # type: ignore[arg-type]
+        context.verify_flags |= ssl.VERIFY_X509_STRICT
+        return context
+
+    monkeypatch.setattr(ssl, "create_default_context", strict)
+    server = tls.server_ssl_context(tls_files.app_dir)
+    client = tls.client_ssl_context(tls_files.node_dir, tls_files.node_dir)
+    assert server is not None
+    assert not server.verify_flags & ssl.VERIFY_X509_STRICT
+    assert not client.verify_flags & ssl.VERIFY_X509_STRICT

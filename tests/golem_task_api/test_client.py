@@ -1,0 +1,79 @@
+"""The node-side client: health wait, and shutdown that always cleans up."""
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from grpclib.client import Channel
+
+from golem_task_api.client import (
+    RequestorAppClient,
+    ServiceNotReadyError,
+    TaskApiService,
+)
+from golem_task_api.testutils import SubprocessTaskApiService, find_free_port
+
+
+class _RecordingService(TaskApiService):
+    """Pretends a server runs; records stop() calls."""
+
+    def __init__(self) -> None:
+        self.alive = False
+        self.stops = 0
+
+    async def start(self, command: list[str], port: int) -> tuple[str, int]:
+        self.alive = True
+        return "127.0.0.1", port
+
+    def running(self) -> bool:
+        return self.alive
+
+    async def stop(self) -> None:
+        self.stops += 1
+        self.alive = False
+
+    async def wait_until_shutdown_complete(self) -> None:
+        while self.alive:
+            await asyncio.sleep(0.01)
+
+
+class _RecordingChannel(Channel):
+    closes = 0
+
+    def close(self) -> None:
+        self.closes += 1
+        super().close()
+
+
+def test_shutdown_stops_the_service_even_when_the_shutdown_call_fails_oddly() -> None:
+    async def scenario() -> tuple[_RecordingService, _RecordingChannel]:
+        service = _RecordingService()
+        await service.start(["requestor", "1"], 1)
+        channel = _RecordingChannel("127.0.0.1", find_free_port())
+        client = RequestorAppClient(service, channel)
+
+        async def unexpected(timeout: float) -> None:
+            raise RuntimeError("not a connection error")
+
+        client._shutdown_rpc = unexpected  # type: ignore[method-assign]
+        with pytest.raises(RuntimeError):
+            await client.shutdown(timeout=1)
+        return service, channel
+
+    service, channel = asyncio.run(scenario())
+    assert service.stops == 1 and not service.running()
+    assert channel.closes == 1
+
+
+def test_create_fails_fast_when_the_service_dies_before_serving(tmp_path: Path) -> None:
+    service = SubprocessTaskApiService(
+        tmp_path, [sys.executable, "-c", "import sys; sys.exit(3)", "--"]
+    )
+    started = time.monotonic()
+    with pytest.raises(ServiceNotReadyError, match="exited"):
+        asyncio.run(RequestorAppClient.create(service, find_free_port(), health_timeout=15))
+    assert time.monotonic() - started < 5
+    assert service.returncode == 3
