@@ -13,7 +13,7 @@ import logging
 import ssl
 import time
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Self
 
 from grpclib.client import Channel
 from grpclib.exceptions import GRPCError, ProtocolError, StreamTerminatedError
@@ -89,20 +89,27 @@ async def wait_until_serving(
 
 class _AppClient:
     _ROLE = ""
+    _DEFAULT_PORT = 0
+    _STUB: Any = None
 
     def __init__(self, service: TaskApiService, channel: Channel) -> None:
         self._service = service
         self._channel = channel
         self._shut_down = False
+        self._stub = self._STUB(channel)
 
     @classmethod
-    async def _start(
+    async def create(
         cls,
         service: TaskApiService,
-        port: int,
-        ssl_context: Optional[ssl.SSLContext],
-        health_timeout: float,
-    ) -> tuple[TaskApiService, Channel]:
+        port: Optional[int] = None,
+        ssl_context: Optional[ssl.SSLContext] = None,
+        health_timeout: float = HEALTH_TIMEOUT,
+    ) -> Self:
+        """Start the app server through service (on the role's default port unless
+        given) and wait until its health check answers SERVING."""
+        if port is None:
+            port = cls._DEFAULT_PORT
         host, port = await service.start([cls._ROLE, str(port)], port)
         channel = Channel(host, port, ssl=ssl_context)
         try:
@@ -111,7 +118,7 @@ class _AppClient:
             channel.close()
             await service.stop()
             raise
-        return service, channel
+        return cls(service, channel)
 
     @property
     def service(self) -> TaskApiService:
@@ -126,7 +133,7 @@ class _AppClient:
         try:
             if self._service.running():
                 try:
-                    await self._shutdown_rpc(timeout)
+                    await self._stub.Shutdown(pb.ShutdownRequest(), timeout=timeout)
                 except (GRPCError, *_CONNECTION_ERRORS) as exc:
                     # Already stopping (a provider after its one request) or gone.
                     log.debug("Shutdown call failed: %r", exc)
@@ -141,30 +148,18 @@ class _AppClient:
             finally:
                 self._channel.close()
 
-    async def _shutdown_rpc(self, timeout: float) -> None:
-        raise NotImplementedError
+    async def run_benchmark(self, timeout: Optional[float] = None) -> float:
+        """RunBenchmark: the score."""
+        reply = await self._stub.RunBenchmark(pb.RunBenchmarkRequest(), timeout=timeout)
+        return float(reply.score)
 
 
 class RequestorAppClient(_AppClient):
     """Calls a requestor app server; one coroutine per RPC."""
 
     _ROLE = "requestor"
-
-    def __init__(self, service: TaskApiService, channel: Channel) -> None:
-        super().__init__(service, channel)
-        self._stub = RequestorAppStub(channel)
-
-    @classmethod
-    async def create(
-        cls,
-        service: TaskApiService,
-        port: int = constants.DEFAULT_REQUESTOR_PORT,
-        ssl_context: Optional[ssl.SSLContext] = None,
-        health_timeout: float = HEALTH_TIMEOUT,
-    ) -> "RequestorAppClient":
-        """Start the requestor server through service and wait until it is SERVING."""
-        service, channel = await cls._start(service, port, ssl_context, health_timeout)
-        return cls(service, channel)
+    _DEFAULT_PORT = constants.DEFAULT_REQUESTOR_PORT
+    _STUB = RequestorAppStub
 
     async def create_task(
         self,
@@ -230,11 +225,6 @@ class RequestorAppClient(_AppClient):
         )
         return list(reply.discarded_subtask_ids)
 
-    async def run_benchmark(self, timeout: Optional[float] = None) -> float:
-        """RunBenchmark: the score."""
-        reply = await self._stub.RunBenchmark(pb.RunBenchmarkRequest(), timeout=timeout)
-        return reply.score
-
     async def has_pending_subtasks(self, task_id: str, timeout: Optional[float] = None) -> bool:
         """HasPendingSubtasks."""
         reply = await self._stub.HasPendingSubtasks(
@@ -254,30 +244,14 @@ class RequestorAppClient(_AppClient):
             pb.AbortSubtaskRequest(task_id=task_id, subtask_id=subtask_id), timeout=timeout
         )
 
-    async def _shutdown_rpc(self, timeout: float) -> None:
-        await self._stub.Shutdown(pb.ShutdownRequest(), timeout=timeout)
 
 
 class ProviderAppClient(_AppClient):
     """Calls a provider app server: one Compute or RunBenchmark per server."""
 
     _ROLE = "provider"
-
-    def __init__(self, service: TaskApiService, channel: Channel) -> None:
-        super().__init__(service, channel)
-        self._stub = ProviderAppStub(channel)
-
-    @classmethod
-    async def create(
-        cls,
-        service: TaskApiService,
-        port: int = constants.DEFAULT_PROVIDER_PORT,
-        ssl_context: Optional[ssl.SSLContext] = None,
-        health_timeout: float = HEALTH_TIMEOUT,
-    ) -> "ProviderAppClient":
-        """Start the provider server through service and wait until it is SERVING."""
-        service, channel = await cls._start(service, port, ssl_context, health_timeout)
-        return cls(service, channel)
+    _DEFAULT_PORT = constants.DEFAULT_PROVIDER_PORT
+    _STUB = ProviderAppStub
 
     async def compute(
         self,
@@ -297,10 +271,3 @@ class ProviderAppClient(_AppClient):
         )
         return Path(reply.output_filepath)
 
-    async def run_benchmark(self, timeout: Optional[float] = None) -> float:
-        """RunBenchmark: the score."""
-        reply = await self._stub.RunBenchmark(pb.RunBenchmarkRequest(), timeout=timeout)
-        return reply.score
-
-    async def _shutdown_rpc(self, timeout: float) -> None:
-        await self._stub.Shutdown(pb.ShutdownRequest(), timeout=timeout)
