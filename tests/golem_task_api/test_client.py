@@ -55,10 +55,10 @@ def test_shutdown_stops_the_service_even_when_the_shutdown_call_fails_oddly() ->
         channel = _RecordingChannel("127.0.0.1", find_free_port())
         client = RequestorAppClient(service, channel)
 
-        async def unexpected(timeout: float) -> None:
+        async def unexpected(request: object, timeout: float) -> None:
             raise RuntimeError("not a connection error")
 
-        client._shutdown_rpc = unexpected  # type: ignore[method-assign]
+        client._stub.Shutdown = unexpected
         with pytest.raises(RuntimeError):
             await client.shutdown(timeout=1)
         return service, channel
