@@ -5,6 +5,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import shutil
 import signal
 import sys
@@ -183,6 +184,11 @@ def _check_run_args(args: argparse.Namespace) -> str | None:
         return "--requestor, --requestor-dir, --provider and --provider-dir go together"
     if args.out.exists() and not args.out.is_dir():
         return f"--out {args.out} exists and is not a directory"
+    # Fail before any work, not at the first result: a container's bind-mounted
+    # out dir is often owned by another uid.
+    existing = next(p for p in (args.out.absolute(), *args.out.absolute().parents) if p.exists())
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"--out {args.out}: {existing} is not writable by uid {os.getuid()}"
     return None
 
 

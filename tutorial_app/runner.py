@@ -160,21 +160,35 @@ def parse_address(text: str) -> tuple[str, int]:
 
 
 class ConnectedService(TaskApiService):
-    """An app server someone else runs (a container): nothing to start or stop."""
+    """An app server someone else runs (a container): nothing to start or stop.
+
+    Its owner may be (re)starting it when we connect: a provider serves one
+    request per life, then a new life starts. So until it has accepted a
+    connection once it counts as running, and the client's health-check
+    timeout, not the first refused connection, decides when to give up.
+    """
 
     def __init__(self, address: tuple[str, int], stop_timeout: float = 10.0) -> None:
         self.address = address
         self.stop_timeout = stop_timeout
+        self._answered = False
 
     async def start(self, command: list[str], port: int) -> tuple[str, int]:
+        self._answered = False
         return self.address
 
-    def running(self) -> bool:
+    def _accepts(self) -> bool:
         try:
             with socket.create_connection(self.address, timeout=0.2):
                 return True
         except OSError:
             return False
+
+    def running(self) -> bool:
+        if self._accepts():
+            self._answered = True
+            return True
+        return not self._answered
 
     async def stop(self) -> None:
         """Its owner stops it; after Shutdown we only wait for it to go."""
@@ -182,7 +196,7 @@ class ConnectedService(TaskApiService):
 
     async def wait_until_shutdown_complete(self) -> None:
         deadline = time.monotonic() + self.stop_timeout
-        while self.running() and time.monotonic() < deadline:
+        while self._accepts() and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
 
 

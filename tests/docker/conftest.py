@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
 import pytest
 
 import dockerutil
+from golem_task_api.dockerservice import DockerTaskApiService
 
 SCRIPT = "scripts/docker-ci-base.sh"
 
@@ -63,3 +65,17 @@ def containers() -> Iterator[dockerutil.ContainerSet]:
         yield started
     finally:
         started.remove_all()
+
+
+@pytest.fixture
+def docker_service(image: str, containers: dockerutil.ContainerSet) -> Iterator[Callable[[Path], DockerTaskApiService]]:
+    """Make DockerTaskApiServices of the image, labelled so leftovers are found and removed.
+
+    One engine worker per provider keeps the 2-core CI box responsive.
+    """
+    def factory(work_dir: Path) -> DockerTaskApiService:
+        return DockerTaskApiService(
+            image, work_dir, labels=containers.labels, env={"TUTORIAL_APP_WORKERS": "1"},
+        )
+
+    yield factory

@@ -203,6 +203,15 @@ class ContainerSet:
         self.containers.append(container)
         return container
 
+    @property
+    def labels(self) -> dict[str, str]:
+        """The label every container of this set carries (for services that start their own)."""
+        return {LABEL: self.session}
+
+    def listed(self) -> list[str]:
+        """Ids of every container, running or not, that carries this set's label."""
+        return docker("ps", "-aq", "--filter", f"label={LABEL}={self.session}").stdout.split()
+
     def remove_all(self) -> None:
         """Force-remove every container of this set, including any not tracked."""
         listed = docker("ps", "-aq", "--filter", f"label={LABEL}={self.session}", check=False)
