@@ -24,9 +24,9 @@ from engine import SearchCancelled, Supervisor, available_kernels, default_kerne
 from engine.pow import MAX_DIFFICULTY, sha256_hex
 
 INPUT = "hashrate benchmark input"
-# Every rate is the best of this many runs: on a shared machine the best run
-# is the one least disturbed by other work.
-SAMPLES = 3
+# Every rate is the median of this many runs: a shared machine's noise moves
+# single runs, the median much less.
+SAMPLES = 5
 TARGETS = {
     "fast_python_over_seed": 1.6,
     "pool_efficiency": 0.9,
@@ -37,8 +37,8 @@ TARGETS = {
 
 
 def seed_rate(seconds: float) -> float:
-    """The seed guide's loop (hex digest and big-int compare per nonce), best of SAMPLES."""
-    return max(_seed_rate_once(seconds) for _ in range(SAMPLES))
+    """The seed guide's loop (hex digest and big-int compare per nonce), median of SAMPLES."""
+    return statistics.median(_seed_rate_once(seconds) for _ in range(SAMPLES))
 
 
 def _seed_rate_once(seconds: float) -> float:
@@ -74,7 +74,7 @@ def _cpu_seconds(pids: list[int]) -> float:
 
 
 def pool_rate(supervisor: Supervisor, seconds: float) -> PoolRate:
-    """A pool searching for `seconds` (never succeeds), best of SAMPLES by wall rate."""
+    """A pool searching for `seconds` (never succeeds), the median of SAMPLES by wall rate."""
     supervisor.search(INPUT, 0)  # the workers are up before the clock starts
     samples = []
     for _ in range(SAMPLES):
@@ -85,7 +85,7 @@ def pool_rate(supervisor: Supervisor, seconds: float) -> PoolRate:
         except SearchCancelled as stopped:
             cpu = _cpu_seconds(supervisor.pids()) - cpu_before
             samples.append(PoolRate(stopped.hashes / stopped.seconds, stopped.hashes / cpu, cpu / stopped.seconds))
-    return max(samples, key=lambda sample: sample.rate)
+    return sorted(samples, key=lambda sample: sample.rate)[len(samples) // 2]
 
 
 def block_rate(seconds: float) -> float:
@@ -200,7 +200,7 @@ def report(r: dict[str, Any]) -> str:
     lines = [
         f"load average before {tuple(round(x, 2) for x in r['load_average_before'])}, "
         f"after {tuple(round(x, 2) for x in r['load_average_after'])}; usable cores {r['usable_cores']}; "
-        f"default kernel {r['default_kernel']}; rates: best of {SAMPLES} x {r['seconds_per_rate']} s",
+        f"default kernel {r['default_kernel']}; rates: median of {SAMPLES} x {r['seconds_per_rate']} s",
         f"seed loop (1 core)           {r['seed_rate'] / 1e6:8.3f} MH/s",
     ]
     for name, rate in r["kernel_rate_one_worker"].items():

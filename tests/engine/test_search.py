@@ -70,6 +70,21 @@ def test_law_across_digit_boundaries(
         assert (solution.digest, solution.nonce) == expected
 
 
+# The top of the law's difficulty range, where the reference loop takes
+# seconds: inputs picked so that it needs ~2 M nonces, the answer itself
+# still computed by the reference loop at test time.
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(("text", "difficulty"), [
+    ("law at difficulty 22, case 1: ż🦀", 22),
+    ("law at difficulty 24, case 4: ż🦀", 24),
+])
+def test_law_at_the_highest_difficulties(pools: dict[int, Supervisor], text: str, difficulty: int) -> None:
+    expected = reference_search(text, difficulty)
+    for workers, supervisor in pools.items():
+        solution = supervisor.search(text, difficulty)
+        assert (solution.digest, solution.nonce) == expected, f"{workers} workers"
+
+
 @pytest.mark.parametrize("kernel", available_kernels())
 def test_every_kernel_gives_the_reference_answer(kernel: str) -> None:
     solution = search("kernel check", 12, workers=2, kernel=kernel)
