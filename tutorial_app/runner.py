@@ -44,8 +44,6 @@ from tutorial_app.result import parse_result
 
 logger = logging.getLogger(__name__)
 
-REQUESTOR_PORT = 50005
-PROVIDER_PORT = 50006
 # Enough to survive a few crashed or lying providers without looping forever.
 FAILURES_PER_SUBTASK = 3
 SHUTDOWN_TIMEOUT = 5.0

@@ -5,7 +5,6 @@ import asyncio
 import os
 import signal
 import sys
-import time
 import zipfile
 from pathlib import Path
 
