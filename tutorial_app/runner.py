@@ -47,6 +47,8 @@ logger = logging.getLogger(__name__)
 # Enough to survive a few crashed or lying providers without looping forever.
 FAILURES_PER_SUBTASK = 3
 SHUTDOWN_TIMEOUT = 5.0
+# How often the progress callback hears from a run with nothing new to say.
+TICK_SECONDS = 0.5
 
 
 class RunError(Exception):
@@ -281,12 +283,20 @@ class TaskRun:
     async def run(self) -> None:
         """Run the whole task; app servers are shut down whatever happens."""
         self._started = time.monotonic()
+        ticker = asyncio.create_task(self._tick())
         try:
             await self._run()
         finally:
+            ticker.cancel()
             self._seconds = time.monotonic() - self._started
             await self._shutdown_all()
             self._write_summary()
+
+    async def _tick(self) -> None:
+        """Keep the elapsed time and rate moving between verifications."""
+        while True:
+            await asyncio.sleep(TICK_SECONDS)
+            self.progress(self._tally.verified, self._tally.rate(), "")
 
     def report(self) -> RunReport:
         """What the run did so far; ``ok`` only once every subtask verified."""
