@@ -890,18 +890,24 @@ load_be_words(const uint8_t *bytes, uint32_t *words, size_t count)
     }
 }
 
-/* Scan [start, last] (inclusive) once the context's target is set. */
+/*
+ * Scan [start, last] (inclusive) once the context's target is set.  With
+ * have_mid, ctx->mid already holds the state after the prefix's full blocks.
+ */
 static int
 run_scan(const kernel_def *k, scan_ctx *ctx, const uint8_t *prefix,
-         size_t prefix_len, uint64_t start, uint64_t last, uint64_t *found)
+         size_t prefix_len, uint64_t start, uint64_t last, uint64_t *found,
+         int have_mid)
 {
     size_t full = prefix_len / 64 * 64;
     uint32_t block[16];
 
-    memcpy(ctx->mid, H256, sizeof(H256));
-    for (size_t off = 0; off < full; off += 64) {
-        load_be_words(prefix + off, block, 16);
-        k->compress(ctx->mid, block);
+    if (!have_mid) {
+        memcpy(ctx->mid, H256, sizeof(H256));
+        for (size_t off = 0; off < full; off += 64) {
+            load_be_words(prefix + off, block, 16);
+            k->compress(ctx->mid, block);
+        }
     }
     ctx->tail_len = prefix_len - full;
     memcpy(ctx->tail, prefix + full, ctx->tail_len);
@@ -933,6 +939,18 @@ run_scan(const kernel_def *k, scan_ctx *ctx, const uint8_t *prefix,
 static int kernel_usable[N_KERNELS]; /* filled by CPU detection at import */
 
 static PyObject *two_to_64; /* 2**64, the exclusive upper bound of stop */
+
+/*
+ * The midstate of the last bytes prefix scanned.  A worker scans one prefix
+ * in many short slices; hashing a multi-megabyte prefix again per slice
+ * would cost more than the slice itself.  The cache holds a reference to
+ * the (immutable) bytes object, so identity means equal content; it is
+ * read and written only with the GIL held.
+ */
+static PyObject *mid_prefix;
+static uint32_t mid_state[8];
+/* Prefixes shorter than this are rehashed: cheaper than keeping them alive. */
+#define MID_CACHE_MIN_LEN 4096
 
 /*
  * Convert a nonce bound: 0 <= value <= 2**64.  Sets *at_limit when the
@@ -1067,12 +1085,26 @@ native_scan(PyObject *module, PyObject *args, PyObject *kwargs)
     }
     load_be_words((const uint8_t *)PyBytes_AS_STRING(target_obj), ctx.target, 8);
     uint64_t last = stop_at_limit ? UINT64_MAX : stop - 1;
+    /* Only exact bytes are immutable; a bytearray may change between calls. */
+    int cacheable = prefix.obj != NULL && PyBytes_CheckExact(prefix.obj) &&
+                    prefix.len >= MID_CACHE_MIN_LEN;
+    int have_mid = cacheable && prefix.obj == mid_prefix;
+    if (have_mid) {
+        memcpy(ctx.mid, mid_state, sizeof(mid_state));
+    }
 
     Py_BEGIN_ALLOW_THREADS
     hit = run_scan(k, &ctx, (const uint8_t *)prefix.buf, (size_t)prefix.len,
-                   start, last, &found);
+                   start, last, &found, have_mid);
     Py_END_ALLOW_THREADS
 
+    if (cacheable && !have_mid) {
+        PyObject *old = mid_prefix;
+        Py_INCREF(prefix.obj);
+        mid_prefix = prefix.obj;
+        memcpy(mid_state, ctx.mid, sizeof(mid_state));
+        Py_XDECREF(old);
+    }
     PyBuffer_Release(&prefix);
     if (!hit) {
         Py_RETURN_NONE;

@@ -13,7 +13,7 @@ PROC_SELF_CGROUP = Path("/proc/self/cgroup")
 def _read(path: Path) -> str | None:
     try:
         return path.read_text().strip()
-    except OSError:
+    except (OSError, UnicodeDecodeError):
         return None
 
 
@@ -63,7 +63,7 @@ def cgroup_cpu_limit(root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_SELF_CGR
             if len(fields) == 2 and fields[0] != "max":
                 try:
                     cores = _quota_cores(float(fields[0]), float(fields[1]))
-                except ValueError:
+                except (ValueError, OverflowError):  # garbage never takes the engine down
                     cores = None
                 if cores is not None:
                     limits.append(cores)
@@ -71,7 +71,7 @@ def cgroup_cpu_limit(root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_SELF_CGR
         if quota is not None and period is not None:
             try:
                 cores = _quota_cores(float(quota), float(period))
-            except ValueError:
+            except (ValueError, OverflowError):
                 cores = None
             if cores is not None:
                 limits.append(cores)

@@ -31,13 +31,36 @@ _UNKNOWN_RATE = 1e6
 ScanFn = Callable[[bytes, int, int, "bytes | None"], "int | None"]
 
 
+# Prefixes at least this long keep their midstate between calls (see _midstate).
+_MIDSTATE_CACHE_MIN = 4096
+_last_midstate: tuple[bytes, "hashlib._Hash"] | None = None
+
+
+def _midstate(prefix: bytes) -> "hashlib._Hash":
+    """sha256(prefix), reused while the same bytes object comes back.
+
+    A worker scans one prefix in many short slices; rehashing a
+    multi-megabyte prefix per slice would cost more than the slice. Only
+    exact bytes are cached: they are immutable, and the cache holds a
+    reference, so identity means equal content.
+    """
+    global _last_midstate
+    cached = _last_midstate
+    if cached is not None and cached[0] is prefix:
+        return cached[1]
+    state = hashlib.sha256(prefix)
+    if type(prefix) is bytes and len(prefix) >= _MIDSTATE_CACHE_MIN:
+        _last_midstate = (prefix, state)
+    return state
+
+
 def python_scan(prefix: bytes, start: int, stop: int, target: bytes | None) -> int | None:
     """The pure-Python kernel: hashlib midstate of the prefix, one copy per nonce."""
     if start >= stop:
         return None
     if target is None:
         return start
-    copy = hashlib.sha256(prefix).copy
+    copy = _midstate(prefix).copy
     for nonce in range(start, stop):
         h = copy()
         h.update(b"%d" % nonce)

@@ -296,6 +296,10 @@ class Supervisor:
 
     def _crashed(self, proc: Any) -> None:
         """Tear the pool down and raise: a dead worker can never finish its chunk."""
+        if self._closing:
+            # close() from another thread is tearing the pool down and may
+            # already have closed this process object.
+            raise SearchCancelled("supervisor closed during the search")
         proc.join(0.05)
         name, pid, code = proc.name, proc.pid, proc.exitcode
         self._teardown(0.2)

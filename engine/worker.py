@@ -77,8 +77,9 @@ def _run_job(
         start = chunk * chunk_size
         end = start + chunk_size
         while start < end:
-            # A solution in a lower chunk makes this one useless.
-            if shared[CANCEL] or chunk > shared[STOP_CHUNK]:
+            # A solution in a lower chunk makes this one useless; so does a new
+            # job, which resets CANCEL and STOP_CHUNK for itself.
+            if shared[CANCEL] or shared[JOB] != job_id or chunk > shared[STOP_CHUNK]:
                 break
             stop = min(end, start + slice_len)
             began = time.perf_counter()

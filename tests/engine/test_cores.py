@@ -97,3 +97,13 @@ def test_affinity_and_quota_take_the_smaller(tmp_path: Path) -> None:
     root = tmp_path / "cg"
     write(root / "cpu.max", "800000 100000")  # 8 CPUs of quota, affinity is smaller
     assert usable_cores(root, proc_cgroup(tmp_path, "0::/\n")) == len(os.sched_getaffinity(0))
+
+
+@pytest.mark.parametrize("content", [b"inf 100000", b"1e400 100000", b"nan 100000", b"\xff\xfe 1"])
+def test_garbage_cgroup_files_mean_no_limit(tmp_path: Path, content: bytes) -> None:
+    root = tmp_path / "cg"
+    root.mkdir()
+    (root / "cpu.max").write_bytes(content)
+    (root / "cpu.cfs_quota_us").write_bytes(content.split()[0])
+    (root / "cpu.cfs_period_us").write_bytes(b"100000")
+    assert cgroup_cpu_limit(root, proc_cgroup(tmp_path, "0::/\n")) is None

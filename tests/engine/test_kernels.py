@@ -104,3 +104,31 @@ def test_choice_is_logged(caplog: pytest.LogCaptureFixture) -> None:
 def test_unknown_kernel_name_is_rejected() -> None:
     with pytest.raises(ValueError, match="scan kernel 'nope' is not available here"):
         get_kernel("nope")
+
+
+def test_python_scan_hashes_a_long_prefix_once_per_prefix(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Workers scan one prefix in short slices; a multi-MB input must not be rehashed per slice.
+    real = hashlib.sha256
+    hashed: list[int] = []
+
+    def counting(data: bytes = b"") -> "hashlib._Hash":
+        hashed.append(len(data))
+        return real(data)
+
+    monkeypatch.setattr(kernels.hashlib, "sha256", counting)
+    prefix = b"x" * 2**20
+    target = bytes(32)  # nothing qualifies: every call scans its whole slice
+    for start in range(0, 640, 64):
+        assert python_scan(prefix, start, start + 64, target) is None
+    assert hashed.count(len(prefix)) == 1
+
+
+def test_python_scan_midstate_cache_follows_the_prefix() -> None:
+    target = target_bytes(6)
+    one = bytes(range(256)) * 20
+    other = bytes(reversed(one))
+    mutable = bytearray(one)
+    for prefix in (one, one, other, one, mutable):
+        assert python_scan(prefix, 0, 3000, target) == plain_first(bytes(prefix), 0, 3000, target)
+    mutable[0] ^= 0xFF
+    assert python_scan(mutable, 0, 3000, target) == plain_first(bytes(mutable), 0, 3000, target)

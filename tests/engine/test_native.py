@@ -262,3 +262,45 @@ def test_scan_releases_the_gil(kernel: str) -> None:
     finally:
         worker.join()
     assert progressed_during_scan, f"main thread only ran {ticks} steps while the scan held the GIL"
+
+
+def midstate_first(prefix: bytes, start: int, stop: int, target: bytes) -> int | None:
+    """The plain loop with a hashlib midstate, affordable for a multi-megabyte prefix."""
+    base = hashlib.sha256(prefix)
+    for nonce in range(start, stop):
+        h = base.copy()
+        h.update(str(nonce).encode("ascii"))
+        if h.digest() < target:
+            return nonce
+    return None
+
+
+@pytest.mark.timeout(60)
+def test_huge_prefix_is_hashed_once_per_prefix_not_per_call(kernel: str) -> None:
+    # Workers scan one prefix in ~5 ms slices; an input of several MB must
+    # not be rehashed per slice (that cost more than the slice itself).
+    prefix = prefix_of(8 * 2**20)
+    nothing = bytes(32)
+    began = time.perf_counter()
+    assert native.scan(prefix, 0, 64, nothing, kernel) is None
+    first = time.perf_counter() - began
+    began = time.perf_counter()
+    for start in range(64, 64 * 21, 64):
+        assert native.scan(prefix, start, start + 64, nothing, kernel) is None
+    repeated = (time.perf_counter() - began) / 20
+    assert repeated < first / 5, f"a repeated slice took {repeated * 1e3:.2f} ms, the first {first * 1e3:.2f} ms"
+
+
+def test_cached_midstate_never_leaks_into_another_prefix(kernel: str) -> None:
+    target = (1 << 250).to_bytes(32, "big")
+    one = prefix_of(5000)
+    other = bytes(reversed(one))  # same length, different content
+    mutable = bytearray(one)
+    assert native.scan(one, 0, 2000, target, kernel) == first_below(one, 0, 2000, target)
+    assert native.scan(one, 2000, 5000, target, kernel) == first_below(one, 2000, 5000, target)
+    assert native.scan(other, 0, 2000, target, kernel) == first_below(other, 0, 2000, target)
+    assert native.scan(mutable, 0, 2000, target, kernel) == first_below(one, 0, 2000, target)
+    mutable[0] ^= 0xFF
+    assert native.scan(mutable, 0, 2000, target, kernel) == first_below(bytes(mutable), 0, 2000, target)
+    big = "ü".encode() * 2**20
+    assert native.scan(big, 10**6, 10**6 + 3000, target, kernel) == midstate_first(big, 10**6, 10**6 + 3000, target)

@@ -171,3 +171,84 @@ def test_worker_killed_while_idle_is_reported_at_the_next_search() -> None:
         with pytest.raises(WorkerCrashed, match=f"pid {victim.pid}"):
             supervisor.search("after death", 8)
         assert supervisor.search("recovered", 8).nonce >= 0
+
+
+def test_benchmark_measures_booted_workers_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Workers import for ~0.1 s after start(); counting that in a 1 s window
+    # understated the score by several percent, more on a loaded machine.
+    booted_at_measure: list[tuple[int, int]] = []
+    real_search = Supervisor.search
+
+    def recording(self: Supervisor, input_data: str, difficulty: int, **kw: object) -> object:
+        if difficulty == 256:
+            booted_at_measure.append((len(self._ready), self.workers))
+        return real_search(self, input_data, difficulty, **kw)
+
+    monkeypatch.setattr(Supervisor, "search", recording)
+    assert benchmark(0.1, workers=2, kernel="python") > 0
+    assert booted_at_measure == [(2, 2)]
+
+
+def test_close_without_grace_during_search_raises_search_cancelled(monkeypatch: pytest.MonkeyPatch) -> None:
+    # close(timeout=0) tears the pool down under a running search; the search
+    # thread then wakes on dead workers whose process objects close() may
+    # already have closed. It must still report SearchCancelled.
+    import engine.supervisor as supervisor_module
+
+    closed = threading.Event()
+    real_wait = supervisor_module.wait
+
+    def wait_until_closed(objects: list, timeout: float | None = None) -> list:
+        ready = real_wait(objects, timeout)
+        if any(isinstance(obj, int) for obj in ready):  # a worker's sentinel: the pool is going
+            closed.wait(5.0)
+        return ready
+
+    monkeypatch.setattr(supervisor_module, "wait", wait_until_closed)
+    supervisor = Supervisor(2)
+    supervisor.start()
+    pids = supervisor.pids()
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            supervisor.search("never", 256)
+        except BaseException as err:  # noqa: BLE001 - recorded for the assertion
+            errors.append(err)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    time.sleep(0.3)
+    supervisor.close(timeout=0)
+    closed.set()
+    thread.join(2.0)
+    assert not thread.is_alive()
+    assert len(errors) == 1 and isinstance(errors[0], SearchCancelled), errors
+    assert_gone(pids)
+
+
+@pytest.mark.parametrize("busy", [False, True])
+def test_workers_exit_when_their_parent_is_killed(busy: bool) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, threading, time, engine\n"
+        "s = engine.Supervisor(2); s.start(); s.search('w', 0)\n"
+        "print(*s.pids(), flush=True)\n"
+        f"s.search('x', 256) if {busy} else time.sleep(60)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert parent.stdout is not None
+        pids = [int(p) for p in parent.stdout.readline().split()]
+        assert len(pids) == 2
+        time.sleep(0.2)
+    finally:
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait()
+        if parent.stdout is not None:
+            parent.stdout.close()
+    assert_gone(pids, within=2.0)
