@@ -8,8 +8,10 @@ a ZIP bomb costs at most ``max_bytes`` plus one chunk of memory.
 """
 from __future__ import annotations
 
+import errno
 import io
 import os
+import stat
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -117,9 +119,28 @@ def read_text_zip(source: Path | bytes, max_bytes: int, name: str | None = None)
     return TextMember(info.filename, text)
 
 
+class NotARegularFileError(ArchiveError):
+    """The path is a symlink, directory, FIFO or device, not a regular file."""
+
+
 def read_file_bounded(path: Path, max_bytes: int) -> bytes:
-    """The bytes of the file at ``path``; `ArchiveTooLargeError` if it is over ``max_bytes``."""
-    with open(path, "rb") as f:
+    """The bytes of the regular file at ``path``; `ArchiveTooLargeError` if over ``max_bytes``.
+
+    A symlink (it could point anywhere, /etc/passwd included) or any other
+    non-regular file raises `NotARegularFileError`. The check is made on the
+    opened file, so swapping the file after a caller's own check gains nothing.
+    """
+    # O_NONBLOCK: opening a FIFO must not wait for a writer.
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise NotARegularFileError(f"{path.name} is a symlink, not a regular file") from None
+        raise
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NotARegularFileError(f"{path.name} is not a regular file")
         data = f.read(max_bytes + 1)
     if len(data) > max_bytes:
         raise ArchiveTooLargeError(f"{path.name} is larger than {max_bytes} bytes")

@@ -14,13 +14,14 @@ from pathlib import Path
 
 import engine
 
-from tutorial_app import descriptor
+from tutorial_app import descriptor, meta
 from tutorial_app.progress import ProgressBar, format_rate
 from tutorial_app.runner import (
     LocalServers,
     RemoteServers,
     RunError,
     RunReport,
+    Servers,
     TaskRun,
     default_split,
     parse_address,
@@ -132,7 +133,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     )
     scratch = None
     if remote:
-        servers = RemoteServers(args.requestor, args.requestor_dir, args.provider, args.provider_dir)
+        servers: Servers = RemoteServers(args.requestor, args.requestor_dir, args.provider, args.provider_dir)
     else:
         scratch = scratch_dir(None)
         servers = LocalServers(scratch, workers)
@@ -150,11 +151,13 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         where = "remote app servers" if remote else f"{providers} provider(s) x {workers} worker(s)"
         print(f"task {run.task_id}: {args.subtasks} subtask(s) at difficulty {args.difficulty} "
               f"on {where}", file=sys.stderr)
-    exit_code, error = asyncio.run(_drive(run))
-    if bar:
-        bar.close()
-    if scratch is not None and not args.keep_work_dirs:
-        shutil.rmtree(scratch, ignore_errors=True)
+    try:
+        exit_code, error = asyncio.run(_drive(run))
+    finally:
+        if bar:
+            bar.close()
+        if scratch is not None and not args.keep_work_dirs:
+            shutil.rmtree(scratch, ignore_errors=True)
     report = run.report()
     if args.json:
         summary = report.to_json()
@@ -174,11 +177,19 @@ def _check_run_args(args: argparse.Namespace) -> str | None:
     if not args.input_file.is_file():
         return f"INPUT_FILE {args.input_file} is not a readable file"
     try:
-        args.input_file.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        return f"INPUT_FILE {args.input_file} is not UTF-8 text: {exc}"
+        with open(args.input_file, "rb") as f:
+            data = f.read(meta.MAX_INPUT_BYTES + 1)
     except OSError as exc:
         return f"cannot read INPUT_FILE {args.input_file}: {exc.strerror}"
+    # The requestor's own limits, checked before any server starts.
+    if len(data) > meta.MAX_INPUT_BYTES:
+        return f"INPUT_FILE {args.input_file} is larger than {meta.MAX_INPUT_BYTES} bytes"
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return f"INPUT_FILE {args.input_file} is not UTF-8 text: {exc}"
+    if args.subtasks > meta.MAX_PARTS:
+        return f"--subtasks must be at most {meta.MAX_PARTS}, got {args.subtasks}"
     remote = [args.requestor, args.requestor_dir, args.provider, args.provider_dir]
     if any(v is not None for v in remote) and any(v is None for v in remote):
         return "--requestor, --requestor-dir, --provider and --provider-dir go together"
@@ -201,7 +212,11 @@ async def _drive(run: TaskRun) -> tuple[int, str | None]:
 
     def on_signal(signum: int) -> None:
         received.append(signum)
-        main.cancel()
+        # Only the first signal cancels: another one would interrupt the
+        # shutdown it started (bounded by the runner's timeouts) and leave
+        # app servers running.
+        if len(received) == 1:
+            main.cancel()
 
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, on_signal, signum)
@@ -214,6 +229,9 @@ async def _drive(run: TaskRun) -> tuple[int, str | None]:
         return 128 + received[0], f"interrupted by {name}; every app server was stopped"
     except RunError as exc:
         return EXIT_FAILED, str(exc)
+    except Exception as exc:  # every app server is already stopped; say what broke, no traceback
+        logging.getLogger(__name__).info("run failed", exc_info=True)
+        return EXIT_FAILED, f"the run failed: {type(exc).__name__}: {exc}"
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)

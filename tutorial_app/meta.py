@@ -25,6 +25,9 @@ SALT_BYTES = 16
 MAX_SUBTASK_INPUT_BYTES = MAX_INPUT_BYTES + 2 * SALT_BYTES
 """Largest subtask input text a provider unpacks: the task input plus a salt."""
 
+MAX_SUBTASK_INPUT_FILE_BYTES = MAX_SUBTASK_INPUT_BYTES + 64 * 1024
+"""Largest subtask input ZIP a provider reads: the text stored plus ZIP overhead."""
+
 MAX_RESULT_BYTES = 4096
 """Largest result text a requestor unpacks; a real one is ~90 bytes."""
 

@@ -20,6 +20,10 @@ log = logging.getLogger(__name__)
 MAX_DIFFICULTY = 256
 """2**(256 - 256) = 1: no digest qualifies; useful to test interruption."""
 
+MAX_NAME_BYTES = 200
+"""Longest file name or subtask id accepted, in UTF-8 bytes: with ``.zip`` and a
+temporary file's affixes it stays under the usual 255-byte file name limit."""
+
 _KNOWN_KEYS = frozenset({"difficulty", "subtasks_count", "resources"})
 
 
@@ -90,6 +94,10 @@ def check_file_name(kind: str, name: Any) -> str:
         raise InvalidParamsError(
             f"{kind} name {name!r} must be a plain file name inside its directory"
             " (no path separators, no absolute path)")
+    size = len(name.encode("utf-8", "surrogatepass"))
+    if size > MAX_NAME_BYTES:
+        raise InvalidParamsError(
+            f"{kind} name {name[:40]!r}... has {size} bytes; the limit is {MAX_NAME_BYTES}")
     return name
 
 

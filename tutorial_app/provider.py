@@ -19,7 +19,9 @@ import golem_task_api as api
 from golem_task_api.errors import FailedPreconditionError, NotFoundError
 
 from tutorial_app import meta
-from tutorial_app.archive import read_text_zip, write_text_zip
+from tutorial_app.archive import (
+    NotARegularFileError, TextMember, read_file_bounded, read_text_zip, write_text_zip,
+)
 from tutorial_app.params import InvalidParamsError, check_difficulty, check_file_name
 from tutorial_app.result import format_result
 
@@ -85,11 +87,10 @@ class ProviderHandler(api.ProviderAppHandler):
         inputs_dir = task_work_dir / api.constants.SUBTASK_INPUTS_DIR
         difficulty, resource = parse_subtask_params(subtask_params, inputs_dir)
         try:
-            member = await asyncio.to_thread(
-                read_text_zip, inputs_dir / resource, meta.MAX_SUBTASK_INPUT_BYTES)
+            member = await asyncio.to_thread(_read_input, inputs_dir / resource)
         except FileNotFoundError:
             raise NotFoundError(f"subtask input {resource!r} is not in subtask_inputs/") from None
-        except OSError as exc:  # a directory, unreadable, ...
+        except (OSError, NotARegularFileError) as exc:  # a directory, a symlink, unreadable, ...
             raise InvalidParamsError(f"cannot read subtask input {resource!r}: {exc}") from None
         pool = self.lifecycle.supervisor if self.lifecycle is not None else None
         log.info("subtask %s: searching at difficulty %d over %d characters",
@@ -141,6 +142,12 @@ def parse_subtask_params(params: Any, inputs_dir: Path) -> tuple[int, str]:
             f"subtask params name no resource and subtask_inputs/ holds {len(names)} files;"
             " expected exactly one")
     return difficulty, names[0]
+
+
+def _read_input(path: Path) -> TextMember:
+    """The subtask's input text, from a regular file only (a symlink could point anywhere)."""
+    data = read_file_bounded(path, meta.MAX_SUBTASK_INPUT_FILE_BYTES)
+    return read_text_zip(data, meta.MAX_SUBTASK_INPUT_BYTES, name=path.name)
 
 
 def _search(pool: engine.Supervisor | None, text: str, difficulty: int) -> engine.Solution:

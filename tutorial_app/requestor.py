@@ -22,7 +22,7 @@ import logging
 import os
 import secrets
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -154,12 +154,14 @@ def verify(task_work_dir: Path, subtask_id: str) -> tuple[VerifyResult, str | No
             digest, nonce = parse_result(member.text)
             engine.verify(assignment.input_text, assignment.difficulty, digest, nonce)
         except ValueError as exc:  # ArchiveError, ResultFormatError and engine's verdicts
+            # A Verify that crashed after merging may have left this result behind.
+            merged.unlink(missing_ok=True)
             return Verdict(Outcome.FAILURE, f"rejected {result_file.name}: {exc}")
         verified.append(data)
         return Verdict(Outcome.SUCCESS)
 
     def merge(_: Assignment) -> None:
-        _write_atomically(merged, verified[0])
+        _write_atomically(merged, verified[0], scratch_dir=task_work_dir)
 
     with _api_errors():
         verdict = _store(task_work_dir).settle(subtask_id, judge, on_success=merge)
@@ -172,13 +174,8 @@ def discard_subtasks(task_work_dir: Path, subtask_ids: list[str]) -> list[str]:
     """DiscardSubtasks, synchronously: also removes the results from task_outputs."""
     for sid in subtask_ids:
         check_file_name("subtask id", sid)
-    outputs = task_work_dir / api.constants.TASK_OUTPUTS_DIR
-
-    def remove(sid: str) -> None:
-        (outputs / f"{sid}.zip").unlink(missing_ok=True)
-
     with _api_errors():
-        discarded = _store(task_work_dir).discard(subtask_ids, on_discard=remove)
+        discarded = _store(task_work_dir).discard(subtask_ids, on_discard=_unmerge(task_work_dir))
     log.info("task %s: discarded %s", task_work_dir.name, discarded)
     return discarded
 
@@ -190,9 +187,9 @@ def has_pending_subtasks(task_work_dir: Path) -> bool:
 
 
 def abort_task(task_work_dir: Path) -> None:
-    """AbortTask, synchronously."""
+    """AbortTask, synchronously: results of the aborted subtasks leave task_outputs."""
     with _api_errors():
-        aborted = _store(task_work_dir).abort_task()
+        aborted = _store(task_work_dir).abort_task(on_abort=_unmerge(task_work_dir))
     log.info("task %s: aborted (subtasks %s)", task_work_dir.name, aborted)
 
 
@@ -200,13 +197,24 @@ def abort_subtask(task_work_dir: Path, subtask_id: str) -> None:
     """AbortSubtask, synchronously."""
     check_file_name("subtask id", subtask_id)
     with _api_errors():
-        changed = _store(task_work_dir).abort_subtask(subtask_id)
+        changed = _store(task_work_dir).abort_subtask(subtask_id, on_abort=_unmerge(task_work_dir))
     log.info("task %s: subtask %s aborted%s", task_work_dir.name, subtask_id,
              "" if changed else " (it was not in progress; nothing changed)")
 
 
 def _store(task_work_dir: Path) -> TaskStore:
     return TaskStore.open(task_work_dir)
+
+
+def _unmerge(task_work_dir: Path) -> Callable[[str], None]:
+    """Take a subtask's result out of task_outputs (there only if verified, or merged by a
+    Verify that crashed before its commit)."""
+    outputs = task_work_dir / api.constants.TASK_OUTPUTS_DIR
+
+    def remove(subtask_id: str) -> None:
+        (outputs / f"{subtask_id}.zip").unlink(missing_ok=True)
+
+    return remove
 
 
 def _find_result(outputs_dir: Path, subtask_id: str) -> Path | Verdict:
@@ -236,9 +244,15 @@ def _find_result(outputs_dir: Path, subtask_id: str) -> Path | Verdict:
     return only
 
 
-def _write_atomically(target: Path, data: bytes) -> None:
+def _write_atomically(target: Path, data: bytes, scratch_dir: Path | None = None) -> None:
+    """Write ``data`` to ``target`` whole or not at all.
+
+    The temporary file lives in ``scratch_dir`` (same file system) when given,
+    so a kill mid-write leaves no stray file beside ``target``.
+    """
     target.parent.mkdir(exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{target.name}.", suffix=".tmp", dir=scratch_dir or target.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

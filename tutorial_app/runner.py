@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import shutil
 import socket
 import sys
@@ -38,6 +39,7 @@ from golem_task_api.client import ProviderAppClient, RequestorAppClient, TaskApi
 from golem_task_api.enums import VerifyResult
 from golem_task_api.structs import Subtask
 from golem_task_api.testutils import SubprocessTaskApiService, find_free_port
+from grpclib.exceptions import GRPCError
 
 from tutorial_app.archive import read_single_member
 from tutorial_app.result import parse_result
@@ -274,6 +276,7 @@ class TaskRun:
         self.task_id = uuid.uuid4().hex
         self._requestor: RequestorAppClient | None = None
         self._live_providers: set[ProviderAppClient] = set()
+        self._in_flight: set[asyncio.Task[None]] = set()
         self._tally = _Tally()
         self._results: list[SubtaskResult] = []
         self._failures: list[str] = []
@@ -283,14 +286,23 @@ class TaskRun:
     async def run(self) -> None:
         """Run the whole task; app servers are shut down whatever happens."""
         self._started = time.monotonic()
+        _clear_earlier_results(self.out_dir)
         ticker = asyncio.create_task(self._tick())
         try:
             await self._run()
         finally:
             ticker.cancel()
             self._seconds = time.monotonic() - self._started
-            await self._shutdown_all()
-            self._write_summary()
+            try:
+                # A subtask still starting its provider is not in _live_providers:
+                # cancelling it is what stops that provider.
+                for task in self._in_flight:
+                    task.cancel()
+                await asyncio.gather(*self._in_flight, return_exceptions=True)
+            finally:
+                # Even if this clean-up is itself cancelled, the servers go.
+                await self._shutdown_all()
+                self._write_summary()
 
     async def _tick(self) -> None:
         """Keep the elapsed time and rate moving between verifications."""
@@ -318,20 +330,24 @@ class TaskRun:
         task_dir = dirutils.RequestorDir(self.servers.requestor_dir).task_dir(self.task_id)
         task_dir.prepare()
         shutil.copy2(self.input_file, task_dir.task_inputs_dir / self.input_file.name)
-        await self._requestor.create_task(
-            self.task_id,
-            self.subtasks,
-            {
-                "difficulty": self.difficulty,
-                "resources": [self.input_file.name],
-                "subtasks_count": self.subtasks,
-            },
-        )
+        try:
+            await self._requestor.create_task(
+                self.task_id,
+                self.subtasks,
+                {
+                    "difficulty": self.difficulty,
+                    "resources": [self.input_file.name],
+                    "subtasks_count": self.subtasks,
+                },
+            )
+        except GRPCError as exc:
+            raise RunError(f"the requestor refused the task: {exc.message}") from exc
         self.progress(0, 0.0, "")
         max_failures = FAILURES_PER_SUBTASK * self.subtasks
-        in_flight: set[asyncio.Task[None]] = set()
+        in_flight = self._in_flight
         slot = 0
         while True:
+            self._check_requestor()
             while len(in_flight) < self.providers:
                 subtask_id = uuid.uuid4().hex
                 subtask = await self._requestor.next_subtask(
@@ -343,37 +359,53 @@ class TaskRun:
                 slot += 1
             if not in_flight:
                 break
-            done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+            # Wake up now and then: a requestor that died would otherwise go
+            # unnoticed until a provider finished (never, at difficulty 256).
+            done, _ = await asyncio.wait(
+                in_flight, timeout=TICK_SECONDS, return_when=asyncio.FIRST_COMPLETED)
+            self._check_requestor()
             for finished in done:
+                in_flight.discard(finished)
                 finished.result()
             if len(self._failures) >= max_failures:
-                for task in in_flight:
-                    task.cancel()
-                await asyncio.gather(*in_flight, return_exceptions=True)
                 raise RunError(
                     f"giving up after {len(self._failures)} failed subtasks; "
                     f"last: {self._failures[-1]}"
                 )
+
+    def _check_requestor(self) -> None:
+        """Raise `RunError` if the requestor app server we started has exited."""
+        assert self._requestor is not None
+        service = self._requestor.service
+        # Only a process we own is surely gone when it is not running; an app
+        # server run elsewhere may be between lives.
+        if isinstance(service, SubprocessTaskApiService) and not service.running():
+            raise RunError(
+                f"the requestor app server exited (code {service.returncode}) in mid-task;"
+                " its log is in the work dir (--keep-work-dirs keeps it)")
 
     async def _one_subtask(self, slot: int, subtask_id: str, subtask: Subtask) -> None:
         """Compute one subtask on a fresh provider, ship the result, verify it."""
         assert self._requestor is not None
         started = time.monotonic()
         requestor_task = dirutils.RequestorDir(self.servers.requestor_dir).task_dir(self.task_id)
+        outputs = requestor_task.subtask_outputs_dir(subtask_id)
         try:
             output = await self._compute(slot, subtask_id, subtask, requestor_task)
+            outputs.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(output, outputs / output.name)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:  # a crashed provider is an expected event here
+        except Exception as exc:  # a crashed or lying provider is an expected event here
             self._fail(subtask_id, f"provider failed: {exc}")
             await self._requestor.abort_subtask(self.task_id, subtask_id)
             return
-        outputs = requestor_task.subtask_outputs_dir(subtask_id)
-        outputs.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(output, outputs / output.name)
         verdict, reason = await self._requestor.verify(self.task_id, subtask_id)
         if verdict != VerifyResult.SUCCESS:
             self._fail(subtask_id, f"verification {verdict.name}: {reason}")
+            if verdict != VerifyResult.FAILURE:
+                # Only a FAILURE makes the part computable again by itself.
+                await self._requestor.abort_subtask(self.task_id, subtask_id)
             return
         self._collect(subtask_id, outputs / output.name, requestor_task, time.monotonic() - started)
 
@@ -397,7 +429,7 @@ class TaskRun:
             # After its one request the provider stops by itself; this waits
             # for that (or forces it) and closes the channel.
             await client.shutdown(SHUTDOWN_TIMEOUT)
-        return provider.work_dir / relative
+        return _result_file(provider.work_dir, relative)
 
     def _fail(self, subtask_id: str, why: str) -> None:
         logger.warning("subtask %s: %s", subtask_id, why)
@@ -438,6 +470,39 @@ class TaskRun:
             "subtasks": [asdict(r) for r in self._results],
         }
         (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+
+
+# What a run writes into the out dir's results/ and inputs/: named after subtask ids.
+_OUR_OUTPUT = re.compile(r"[0-9a-f]{32}\.(zip|txt)")
+
+
+def _clear_earlier_results(out_dir: Path) -> None:
+    """Remove an earlier run's results and inputs, so the out dir describes this run only.
+
+    Only files this runner names (subtask id + .zip/.txt) go; anything else a
+    user keeps there stays.
+    """
+    for sub in ("results", "inputs"):
+        directory = out_dir / sub
+        if not directory.is_dir():
+            continue
+        for path in directory.iterdir():
+            if _OUR_OUTPUT.fullmatch(path.name) and (path.is_file() or path.is_symlink()):
+                path.unlink()
+
+
+class ProviderResultError(Exception):
+    """The path a provider's Compute answered is not a result file in its work dir."""
+
+
+def _result_file(work_dir: Path, relative: Path) -> Path:
+    """The provider's result file; `ProviderResultError` if the path is not one."""
+    path = work_dir / relative
+    inside = path.resolve().is_relative_to(work_dir.resolve())
+    if relative.is_absolute() or not inside or path.is_symlink() or not path.is_file():
+        raise ProviderResultError(
+            f"Compute answered {str(relative)!r}, which is not a regular file in its work dir")
+    return path
 
 
 def default_split(subtasks: int, providers: int | None, workers: int | None, cores: int) -> tuple[int, int]:

@@ -379,11 +379,14 @@ class TaskStore:
                     on_discard(sid)
             return discarded
 
-    def abort_subtask(self, subtask_id: str) -> bool:
+    def abort_subtask(
+        self, subtask_id: str, on_abort: Callable[[str], None] | None = None,
+    ) -> bool:
         """Abort an assigned subtask: its part becomes pending again. True if it was assigned.
 
         A subtask in any other state is left as it is; an unknown id raises
-        `UnknownSubtaskError`.
+        `UnknownSubtaskError`. ``on_abort`` runs before the commit when the
+        subtask is aborted (it removes a result a crashed Verify left behind).
         """
         with self.transaction() as conn:
             record = _subtask(conn, subtask_id)
@@ -391,12 +394,15 @@ class TaskStore:
                 return False
             _set_subtask(conn, subtask_id, SubtaskState.ABORTED, "subtask aborted")
             _release_part(conn, record.part, subtask_id)
+            if on_abort is not None:
+                on_abort(subtask_id)
             return True
 
-    def abort_task(self) -> list[str]:
+    def abort_task(self, on_abort: Callable[[str], None] | None = None) -> list[str]:
         """Abort the task: no part is handed out any more; assigned subtasks are aborted.
 
-        Verified results stay. Idempotent. Returns the subtasks aborted now.
+        Verified results stay. Idempotent. Returns the subtasks aborted now;
+        ``on_abort`` runs for each before the commit.
         """
         with self.transaction() as conn:
             conn.execute("UPDATE task SET state = 'aborted' WHERE id = 1")
@@ -406,6 +412,9 @@ class TaskStore:
                 _set_subtask(conn, sid, SubtaskState.ABORTED, "task aborted")
             conn.execute(
                 "UPDATE parts SET state = 'pending', subtask_id = NULL WHERE state = 'assigned'")
+            for sid in ids:
+                if on_abort is not None:
+                    on_abort(sid)
             return ids
 
 

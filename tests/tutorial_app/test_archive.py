@@ -1,14 +1,16 @@
 """Writing and defensively reading one-member text ZIPs."""
 from __future__ import annotations
 
+import os
 import zipfile
 from pathlib import Path
 
 import pytest
 
 from tutorial_app.archive import (
-    ArchiveError, ArchiveTooLargeError, CorruptArchiveError, EmptyArchiveError, NotAZipError,
-    NotUtf8Error, TextMember, TooManyMembersError, read_single_member, read_text_zip, write_text_zip,
+    ArchiveError, ArchiveTooLargeError, CorruptArchiveError, EmptyArchiveError, NotARegularFileError,
+    NotAZipError, NotUtf8Error, TextMember, TooManyMembersError, read_file_bounded,
+    read_single_member, read_text_zip, write_text_zip,
 )
 
 
@@ -98,3 +100,19 @@ def test_missing_file_is_not_an_archive_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
         read_text_zip(tmp_path / "nope.zip", 100)
     assert not issubclass(FileNotFoundError, ArchiveError)
+
+
+def test_read_file_bounded_reads_only_regular_files(tmp_path: Path) -> None:
+    real = tmp_path / "real.zip"
+    real.write_bytes(b"12345")
+    assert read_file_bounded(real, 5) == b"12345"
+    with pytest.raises(ArchiveTooLargeError):
+        read_file_bounded(real, 4)
+    # A result "file" that is a symlink to /etc/passwd is not read through.
+    (tmp_path / "link.zip").symlink_to("/etc/passwd")
+    with pytest.raises(NotARegularFileError, match="symlink"):
+        read_file_bounded(tmp_path / "link.zip", 1 << 20)
+    # Nor does a FIFO block the reader waiting for a writer.
+    os.mkfifo(tmp_path / "fifo.zip")
+    with pytest.raises(NotARegularFileError):
+        read_file_bounded(tmp_path / "fifo.zip", 1 << 20)

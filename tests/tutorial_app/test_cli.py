@@ -53,8 +53,9 @@ def test_run_prints_progress_and_table(tmp_path: Path, input_file: Path) -> None
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_interrupt_stops_every_process(tmp_path: Path, input_file: Path, signum: int) -> None:
+@pytest.mark.parametrize("signum, again", [(signal.SIGINT, False), (signal.SIGTERM, False),
+                                           (signal.SIGINT, True)], ids=["INT", "TERM", "INT-twice"])
+def test_interrupt_stops_every_process(tmp_path: Path, input_file: Path, signum: int, again: bool) -> None:
     # Difficulty 256 never finishes: the run only ends through the signal.
     runner = subprocess.Popen(
         [*CLI, "run", str(input_file), "-d", "256", "-n", "2", "-p", "2", "-w", "1",
@@ -72,6 +73,10 @@ def test_interrupt_stops_every_process(tmp_path: Path, input_file: Path, signum:
         time.sleep(0.3)  # let both computes start
         descendants = tree.children(recursive=True)
         runner.send_signal(signum)
+        if again:
+            # An impatient user presses Ctrl-C again while the servers shut down.
+            time.sleep(0.05)
+            runner.send_signal(signum)
         stdout, stderr = runner.communicate(timeout=20)
     finally:
         if runner.poll() is None:
@@ -80,7 +85,9 @@ def test_interrupt_stops_every_process(tmp_path: Path, input_file: Path, signum:
     assert runner.returncode == 128 + signum, stderr
     assert "every app server was stopped" in stderr
     gone, alive = psutil.wait_procs(descendants, timeout=5)
-    assert not alive, [p.pid for p in alive]
+    for survivor in alive:  # do not let a failure here leak into later tests
+        survivor.kill()
+    assert not alive, [p.cmdline() for p in alive]
 
 
 def test_descriptor_is_the_app_definition() -> None:
@@ -130,3 +137,60 @@ def test_bad_arguments_are_refused_clearly(tmp_path: Path, input_file: Path, arg
     assert message in done.stderr
     assert "Traceback" not in done.stderr
     assert sorted(os.listdir(tmp_path)) == before
+
+
+def _env_with_tmpdir(tmp: Path) -> dict[str, str]:
+    tmp.mkdir()
+    return {**os.environ, "TMPDIR": str(tmp)}
+
+
+@pytest.mark.parametrize("case", ["too-large", "too-many-subtasks"])
+def test_input_the_requestor_would_refuse_is_refused_before_anything_starts(
+    tmp_path: Path, input_file: Path, case: str,
+) -> None:
+    if case == "too-large":
+        big = tmp_path / "big.txt"
+        big.write_bytes(b"a" * (meta.MAX_INPUT_BYTES + 1))
+        args, message = [str(big), "-d", "1", "-n", "1"], "larger than"
+    else:
+        args, message = [str(input_file), "-d", "1", "-n", str(meta.MAX_PARTS + 1)], "at most"
+    scratch = tmp_path / "tmp"
+    done = subprocess.run([*CLI, "run", *args, "--out", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=60, env=_env_with_tmpdir(scratch))
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "out").exists()
+    assert list(scratch.iterdir()) == []  # no work dir was made, no server started
+
+
+@pytest.mark.timeout(60)
+def test_requestor_killed_mid_run_fails_clearly_and_leaves_nothing(tmp_path: Path, input_file: Path) -> None:
+    scratch = tmp_path / "tmp"
+    runner = subprocess.Popen(
+        [*CLI, "run", str(input_file), "-d", "256", "-n", "1", "-p", "1", "-w", "1",
+         "--out", str(tmp_path / "out")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env_with_tmpdir(scratch),
+    )
+    try:
+        tree = psutil.Process(runner.pid)
+        deadline = time.monotonic() + 30
+        # Requestor + provider + its engine worker.
+        while len(tree.children(recursive=True)) < 3:
+            assert runner.poll() is None, runner.communicate()
+            assert time.monotonic() < deadline, "the run never got to computing"
+            time.sleep(0.05)
+        descendants = tree.children(recursive=True)
+        (requestor,) = [p for p in tree.children() if "requestor" in p.cmdline()]
+        requestor.kill()
+        stdout, stderr = runner.communicate(timeout=20)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.communicate()
+    assert runner.returncode == 1, stderr
+    assert "requestor app server exited" in stderr
+    assert "Traceback" not in stderr
+    gone, alive = psutil.wait_procs(descendants, timeout=5)
+    assert not alive, [p.pid for p in alive]
+    assert list(scratch.iterdir()) == []

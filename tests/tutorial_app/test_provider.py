@@ -85,6 +85,16 @@ def test_input_that_is_a_directory(tmp_path: Path) -> None:
         asyncio.run(ProviderHandler().compute(work, "s1", {"difficulty": 4, "resources": ["s1.zip"]}))
 
 
+def test_input_that_is_a_symlink_outside_the_task_dir(tmp_path: Path) -> None:
+    work = _provider_dir(tmp_path, text=None)
+    elsewhere = tmp_path / "elsewhere.zip"
+    write_text_zip(elsewhere, "s1", "a file the node never placed")
+    (work / "subtask_inputs" / "s1.zip").symlink_to(elsewhere)
+    with pytest.raises(ValueError, match="cannot read subtask input.*symlink"):
+        asyncio.run(ProviderHandler().compute(work, "s1", {"difficulty": 0, "resources": ["s1.zip"]}))
+    assert sorted(p.name for p in work.iterdir()) == ["subtask_inputs"]
+
+
 def test_bad_input_zip(tmp_path: Path) -> None:
     work = _provider_dir(tmp_path, text=None)
     (work / "subtask_inputs" / "s1.zip").write_bytes(b"not a zip")

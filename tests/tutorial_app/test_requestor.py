@@ -244,7 +244,7 @@ def test_create_task_twice(task_dir: Path) -> None:
     assert snapshot(task_dir) == before
 
 
-@pytest.mark.parametrize("sid", ["../x", "a/b", "..", "", "/abs"])
+@pytest.mark.parametrize("sid", ["../x", "a/b", "..", "", "/abs", "a" * 300, "é" * 101])
 def test_unsafe_subtask_id_is_invalid(task_dir: Path, sid: str) -> None:
     before = snapshot(task_dir)
     for call in (
@@ -304,3 +304,11 @@ def test_input_zip_holds_one_member_named_after_subtask(task_dir: Path) -> None:
     requestor.next_subtask(task_dir, "abc", "n")
     with zipfile.ZipFile(task_dir / "subtask_inputs" / "abc.zip") as zf:
         assert zf.namelist() == ["abc"]
+
+
+def test_longest_accepted_subtask_id_works_end_to_end(task_dir: Path) -> None:
+    sid = "a" * 200  # its input ZIP's temporary name is longer still
+    assert requestor.next_subtask(task_dir, sid, "n") is not None
+    _good_result(task_dir, sid)
+    assert requestor.verify(task_dir, sid) == (VerifyResult.SUCCESS, None)
+    assert (task_dir / "task_outputs" / f"{sid}.zip").is_file()

@@ -5,6 +5,7 @@ import asyncio
 import os
 import signal
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -13,7 +14,10 @@ from golem_task_api.testutils import SubprocessTaskApiService, find_free_port
 
 import engine
 from tutorial_app.result import parse_result
-from tutorial_app.runner import LocalServers, Provider, TaskRun, default_split, parse_address, scratch_dir
+from app_testing import children_now
+from tutorial_app.runner import (
+    LocalServers, Provider, RunError, TaskRun, default_split, parse_address, scratch_dir,
+)
 
 HERE = Path(__file__).parent
 
@@ -107,3 +111,101 @@ def test_parse_address_rejects(text: str) -> None:
 def test_parse_address() -> None:
     assert parse_address("requestor:50005") == ("requestor", 50005)
     assert parse_address("[::1]:1") == ("::1", 1)
+
+
+class RequestorDiesWhenProviderStarts(LocalServers):
+    """SIGKILLs the requestor as the first provider is asked for; that provider
+    never becomes ready (``slow``) or searches forever at difficulty 256."""
+
+    def __init__(self, scratch: Path, workers: int, slow: bool) -> None:
+        super().__init__(scratch, workers)
+        self.slow = slow
+        self.requestor: SubprocessTaskApiService | None = None
+
+    def requestor_service(self) -> SubprocessTaskApiService:
+        service = super().requestor_service()
+        assert isinstance(service, SubprocessTaskApiService)
+        self.requestor = service
+        return service
+
+    def provider(self, slot: int) -> Provider:
+        assert self.requestor is not None and self.requestor.pid is not None
+        os.kill(self.requestor.pid, signal.SIGKILL)
+        if not self.slow:
+            return super().provider(slot)
+        work_dir = self.scratch / f"slow-{slot}"
+        work_dir.mkdir()
+        argv = [sys.executable, "-c", "import time; time.sleep(60)"]
+        return Provider(SubprocessTaskApiService(work_dir, argv), work_dir, find_free_port())
+
+
+@pytest.mark.timeout(40)
+@pytest.mark.parametrize("slow", [False, True], ids=["computing", "starting"])
+def test_requestor_death_ends_the_run_and_stops_every_provider(
+    tmp_path: Path, input_file: Path, slow: bool,
+) -> None:
+    servers = RequestorDiesWhenProviderStarts(scratch_dir(tmp_path), workers=1, slow=slow)
+    run = TaskRun(servers, input_file, difficulty=256, subtasks=1, providers=1, out_dir=tmp_path / "out")
+
+    before = children_now()  # the session's multiprocessing resource tracker
+
+    async def main() -> set[int]:
+        started = time.monotonic()
+        with pytest.raises(RunError, match="requestor"):
+            await run.run()
+        # Noticed promptly, not after a provider's health check or search gave up.
+        assert time.monotonic() - started < 10
+        # Checked before asyncio.run's own clean-up of leftover tasks could help.
+        return children_now() - before
+
+    assert asyncio.run(main()) == set()
+    assert not run.report().ok
+
+
+class FirstProviderLies(LocalServers):
+    """The first provider answers a result path that is not a file; later ones are real."""
+
+    def __init__(self, scratch: Path, workers: int, how: str) -> None:
+        super().__init__(scratch, workers)
+        self.how = how
+        self.lied = False
+
+    def provider(self, slot: int) -> Provider:
+        if self.lied:
+            return super().provider(slot)
+        self.lied = True
+        work_dir = self.scratch / "liar"
+        work_dir.mkdir()
+        argv = [sys.executable, str(HERE / "lying_provider.py"), self.how, "--work-dir", str(work_dir)]
+        return Provider(SubprocessTaskApiService(work_dir, argv), work_dir, find_free_port())
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("how", ["missing", "directory"])
+def test_result_path_that_is_not_a_file_is_a_provider_failure(
+    tmp_path: Path, input_file: Path, how: str,
+) -> None:
+    servers = FirstProviderLies(scratch_dir(tmp_path), workers=1, how=how)
+    run = TaskRun(servers, input_file, difficulty=4, subtasks=1, providers=1, out_dir=tmp_path / "out")
+    asyncio.run(run.run())
+    report = run.report()
+    assert report.ok, report.failures
+    assert len(report.failures) == 1 and "provider failed" in report.failures[0]
+    check_out_dir(tmp_path / "out", 4, 1)
+
+
+@pytest.mark.timeout(60)
+def test_second_run_into_the_same_out_dir_holds_only_its_own_results(tmp_path: Path, input_file: Path) -> None:
+    out = tmp_path / "out"
+    first = TaskRun(LocalServers(scratch_dir(tmp_path), workers=1), input_file,
+                    difficulty=2, subtasks=2, providers=1, out_dir=out)
+    asyncio.run(first.run())
+    (out / "results" / "notes.md").write_text("the user's own file")
+    second = TaskRun(LocalServers(scratch_dir(tmp_path), workers=1), input_file,
+                     difficulty=6, subtasks=1, providers=1, out_dir=out)
+    asyncio.run(second.run())
+    assert second.report().ok
+    # Every result there verifies at the second run's difficulty; the user's file stays.
+    check_out_dir(out, 6, 1)
+    assert {p.stem for p in (out / "inputs").iterdir()} == {r.subtask_id for r in second.report().subtasks}
+    assert (out / "results" / "notes.md").read_text() == "the user's own file"
