@@ -14,11 +14,15 @@ import hashlib
 import json
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+
+# The engine's own fallback kernel: the fair comparison.
+from engine.kernels import python_scan
 
 try:
     from engine import _native
@@ -47,25 +51,8 @@ class Rate:
         return self.count / self.seconds
 
 
-def _midstate_loop(prefix: bytes, start: int, stop: int, target: bytes) -> int | None:
-    """A pure-Python midstate loop: hash the prefix once, copy it per nonce."""
-    base = hashlib.sha256(prefix)
-    for nonce in range(start, stop):
-        h = base.copy()
-        h.update(str(nonce).encode("ascii"))
-        if h.digest() < target:
-            return nonce
-    return None
-
-
-try:  # the engine's own fallback kernel is the fair comparison
-    from engine.kernels import python_scan
-except ImportError:
-    python_scan = _midstate_loop
-
-
 def _timed(name: str, run: Callable[[int], object], seconds: float, first: int) -> Rate:
-    """Grow the batch until one run lasts about `seconds`; keep the best of three."""
+    """Grow the batch until one run lasts about `seconds`; the median of five runs."""
     count = first
     while True:
         t0 = _clock()
@@ -74,15 +61,13 @@ def _timed(name: str, run: Callable[[int], object], seconds: float, first: int) 
         if elapsed >= seconds / 4:
             break
         count *= 4
-    count = max(1, int(count * seconds / elapsed / 3))
-    best = None
-    for _ in range(3):
+    count = max(1, int(count * seconds / elapsed / 5))
+    runs = []
+    for _ in range(5):
         t0 = _clock()
         run(count)
-        elapsed = _clock() - t0
-        if best is None or elapsed < best.seconds:
-            best = Rate(name, count, elapsed)
-    return best
+        runs.append(_clock() - t0)
+    return Rate(name, count, statistics.median(runs))
 
 
 def measure_kernel(kernel: str, prefix: bytes, seconds: float, start: int = 10**9) -> Rate:
