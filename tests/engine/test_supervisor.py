@@ -85,10 +85,8 @@ def test_killed_worker_raises_instead_of_hanging() -> None:
         supervisor.close()
 
 
-def test_close_during_search_cancels_it_and_leaves_nothing() -> None:
-    supervisor = Supervisor(2)
-    supervisor.start()
-    pids = supervisor.pids()
+def endless_search_in_thread(supervisor: Supervisor) -> tuple[threading.Thread, list[BaseException]]:
+    """A difficulty-256 search running in a thread for 0.3 s; what it raises lands in the list."""
     errors: list[BaseException] = []
 
     def run() -> None:
@@ -100,6 +98,14 @@ def test_close_during_search_cancels_it_and_leaves_nothing() -> None:
     thread = threading.Thread(target=run)
     thread.start()
     time.sleep(0.3)
+    return thread, errors
+
+
+def test_close_during_search_cancels_it_and_leaves_nothing() -> None:
+    supervisor = Supervisor(2)
+    supervisor.start()
+    pids = supervisor.pids()
+    thread, errors = endless_search_in_thread(supervisor)
     began = time.perf_counter()
     supervisor.close()
     thread.join(2.0)
@@ -208,17 +214,7 @@ def test_close_without_grace_during_search_raises_search_cancelled(monkeypatch: 
     supervisor = Supervisor(2)
     supervisor.start()
     pids = supervisor.pids()
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            supervisor.search("never", 256)
-        except BaseException as err:  # noqa: BLE001 - recorded for the assertion
-            errors.append(err)
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    time.sleep(0.3)
+    thread, errors = endless_search_in_thread(supervisor)
     supervisor.close(timeout=0)
     closed.set()
     thread.join(2.0)
