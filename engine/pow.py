@@ -45,12 +45,12 @@ def check_difficulty(difficulty: object) -> int:
     if isinstance(difficulty, bool) or not isinstance(difficulty, int):
         raise InvalidDifficultyError(
             f"difficulty must be an integer in [{MIN_DIFFICULTY}, {MAX_DIFFICULTY}], "
-            f"not {_kind(difficulty)} {_shown(difficulty)}"
+            f"not {_kind(difficulty)} {short_repr(difficulty)}"
         )
     if not MIN_DIFFICULTY <= difficulty <= MAX_DIFFICULTY:
         raise InvalidDifficultyError(
             f"difficulty must be in [{MIN_DIFFICULTY}, {MAX_DIFFICULTY}]: "
-            f"{_shown(difficulty)} is out of range"
+            f"{short_repr(difficulty)} is out of range"
         )
     return difficulty
 
@@ -81,9 +81,9 @@ def _kind(value: object) -> str:
 def check_nonce(nonce: object) -> int:
     """Return `nonce` if it is a non-negative int (of any size), else raise ValueError."""
     if isinstance(nonce, bool) or not isinstance(nonce, int):
-        raise ValueError(f"nonce must be a non-negative int, got {type(nonce).__name__} {_shown(nonce)}")
+        raise ValueError(f"nonce must be a non-negative int, got {type(nonce).__name__} {short_repr(nonce)}")
     if nonce < 0:
-        raise ValueError(f"nonce must be non-negative, got {nonce_text(nonce)[:_SHOWN_CHARS]}")
+        raise ValueError(f"nonce must be non-negative, got {short_repr(nonce)}")
     return nonce
 
 
@@ -136,7 +136,7 @@ def verify(input_data: str, difficulty: int, digest_hex: str, nonce: int) -> Non
     check_nonce(nonce)
     if not isinstance(digest_hex, str) or not _HEX_DIGEST.fullmatch(digest_hex):
         raise ValueError(
-            f"digest must be 64 lower-case hex characters, got {_shown(digest_hex)}"
+            f"digest must be 64 lower-case hex characters, got {short_repr(digest_hex)}"
         )
     actual = sha256_hex(input_data, nonce)
     shown = _shown_nonce(nonce)
@@ -183,6 +183,11 @@ class _ShortRepr(reprlib.Repr):
 _REPR = _ShortRepr()
 
 
-def _shown(value: object) -> str:
-    """A short repr for messages: bounded in length and in nesting."""
+def short_repr(value: object) -> str:
+    """A repr of a value sent from outside, for messages: bounded in length and nesting.
+
+    Safe for any value JSON can hold: a 4 MiB string, a list nested
+    thousands deep, an int of thousands of digits.
+    """
     return _REPR.repr(value)
+
