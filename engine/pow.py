@@ -49,8 +49,8 @@ def check_difficulty(difficulty: object) -> int:
         )
     if not MIN_DIFFICULTY <= difficulty <= MAX_DIFFICULTY:
         raise InvalidDifficultyError(
-            f"difficulty must be in [{MIN_DIFFICULTY}, {MAX_DIFFICULTY}]: "
-            f"{short_repr(difficulty)} is out of range"
+            f"difficulty={short_repr(difficulty)} is out of range "
+            f"(difficulty must be in [{MIN_DIFFICULTY}, {MAX_DIFFICULTY}])"
         )
     return difficulty
 

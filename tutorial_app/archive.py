@@ -140,9 +140,14 @@ def read_text_zip(
     return TextMember(info.filename, text)
 
 
-def read_single_member(path: Path, max_bytes: int = meta.MAX_SUBTASK_INPUT_BYTES) -> str:
-    """The text of the single member of a subtask input or result ZIP (see `read_text_zip`)."""
-    return read_text_zip(path, max_bytes).text
+def read_single_member(
+    path: Path, max_bytes: int = meta.MAX_SUBTASK_INPUT_BYTES, name: str | None = None,
+) -> str:
+    """The text of the single member of a subtask input or result ZIP (see `read_text_zip`).
+
+    ``name``, when given, is the one member name accepted.
+    """
+    return read_text_zip(path, max_bytes, name).text
 
 
 def _read_bounded(zf: zipfile.ZipFile, info: zipfile.ZipInfo, max_bytes: int, what: str) -> bytes:

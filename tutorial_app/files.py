@@ -73,4 +73,4 @@ def read_file_bounded(path: Path, max_bytes: int) -> bytes:
 
 
 def _too_large(path: Path, max_bytes: int) -> str:
-    return f"{path.name} has more than {max_bytes} bytes; the limit is {max_bytes}"
+    return f"{path.name} is larger than {max_bytes} bytes (the limit)"

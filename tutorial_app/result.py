@@ -46,7 +46,7 @@ def parse_result(text: str, max_chars: int = meta.MAX_RESULT_BYTES) -> tuple[str
     if len(text) > max_chars:
         raise ResultFormatError(
             f"result text is longer than {max_chars} characters ({len(text)});"
-            " expected '<64 lower-case hex digits> <decimal nonce>'")
+            " expected '<64 hex digits> <decimal nonce>'")
     match = _RESULT.fullmatch(text)
     if match is None:
         raise ResultFormatError(_why_not(text))
@@ -56,7 +56,7 @@ def parse_result(text: str, max_chars: int = meta.MAX_RESULT_BYTES) -> tuple[str
 def _why_not(text: str) -> str:
     """The message for a text that is not a result, naming the rule it breaks."""
     shown = text if len(text) <= _SHOWN_CHARS else text[:_SHOWN_CHARS] + "..."
-    rule = "is not '<64 lower-case hex digits> <decimal nonce>'"
+    rule = "is not '<64 hex digits> <decimal nonce>'"
     if text != text.strip():
         rule += " (no surrounding whitespace or newline is allowed)"
     elif _DIGITS_AFTER_DIGEST.fullmatch(text):

@@ -66,7 +66,8 @@ def test_parse_difficulty_refuses_what_is_no_whole_number_in_range(bad: object) 
     (16.5, "must be an integer in \\[0, 256\\], not a fraction 16.5"),
     (NAN, "not a non-finite number nan"), (INF, "not a non-finite number inf"),
     (True, "not a boolean True"), ("16", "not a string '16'"), (None, "not null"),
-    (300, "must be in \\[0, 256\\]: 300 is out of range"), (-1.0, "-1 is out of range"),
+    (300, "difficulty=300 is out of range \\(difficulty must be in \\[0, 256\\]\\)"),
+    (-1.0, "difficulty=-1 is out of range"),
 ])
 def test_difficulty_message_says_what_was_sent(value: object, words: str) -> None:
     with pytest.raises(InvalidDifficultyError, match=words):

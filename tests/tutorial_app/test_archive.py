@@ -124,6 +124,9 @@ def test_named_member_is_read(tmp_path: Path) -> None:
     write_text_zip(path, "sub-1", "abc 12")
     assert read_text_zip(path, 100, name="sub-1") == TextMember("sub-1", "abc 12")
     assert read_text_zip(path.read_bytes(), 100, name="sub-1").text == "abc 12"
+    assert read_single_member(path, 100, name="sub-1") == "abc 12"
+    with pytest.raises(UnexpectedMemberError):
+        read_single_member(path, 100, name="sub-2")
 
 
 @pytest.mark.parametrize("member", ["../../tmp/evil", "sub-2", "SUB-1", "sub-1 ", "dir/sub-1", "sub-1.zip", "/sub-1"])
