@@ -8,18 +8,26 @@ a ZIP bomb costs at most ``max_bytes`` plus one chunk of memory.
 """
 from __future__ import annotations
 
-import errno
 import io
 import os
-import stat
 import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from tutorial_app import meta
+# The bounded reader lived here first; its names stay importable from here.
+from tutorial_app.files import NotARegularFileError, read_file_bounded
+
+__all__ = [
+    "ArchiveError", "ArchiveTooLargeError", "CorruptArchiveError", "EmptyArchiveError",
+    "NotARegularFileError", "NotAZipError", "NotUtf8Error", "TextMember", "TooManyMembersError",
+    "UnexpectedMemberError", "read_file_bounded", "read_single_member", "read_text_zip",
+    "write_text_zip",
+]
 
 _CHUNK = 64 * 1024
+_SHOWN_CHARS = 80
 
 
 class ArchiveError(ValueError):
@@ -36,6 +44,10 @@ class EmptyArchiveError(ArchiveError):
 
 class TooManyMembersError(ArchiveError):
     """The ZIP has more than one member."""
+
+
+class UnexpectedMemberError(ArchiveError):
+    """The ZIP's one member is not named as the caller requires."""
 
 
 class ArchiveTooLargeError(ArchiveError):
@@ -79,18 +91,23 @@ def write_text_zip(path: Path, member: str, text: str) -> None:
         raise
 
 
-def read_text_zip(source: Path | bytes, max_bytes: int, name: str | None = None) -> TextMember:
+def read_text_zip(
+    source: Path | bytes, max_bytes: int, name: str | None = None, *, label: str | None = None,
+) -> TextMember:
     """Read the single member of a ZIP (a file, or its bytes) as UTF-8 text.
 
-    ``max_bytes`` bounds the member's unpacked size; ``name`` labels bytes in
-    messages. Raises a subclass of `ArchiveError` (a `ValueError`) saying what
-    is wrong; `FileNotFoundError` (an `OSError`) if there is no file.
+    ``max_bytes`` bounds the member's unpacked size. ``name``, when given, is
+    the one member name accepted: the ZIP must hold exactly one member with
+    exactly that name (a result ZIP's member is named after its subtask id).
+    ``label`` names the archive in messages (default: the file's name, or
+    ``name`` for bytes). Raises a subclass of `ArchiveError` (a `ValueError`)
+    saying what is wrong; `FileNotFoundError` (an `OSError`) if there is no file.
     """
     if isinstance(source, bytes):
-        label = name or "archive"
+        label = label or name or "archive"
         opened: Path | io.BytesIO = io.BytesIO(source)
     else:
-        label = name or source.name
+        label = label or source.name
         opened = source
     try:
         zf = zipfile.ZipFile(opened, "r")
@@ -104,55 +121,36 @@ def read_text_zip(source: Path | bytes, max_bytes: int, name: str | None = None)
             raise TooManyMembersError(
                 f"{label} holds {len(infos)} files; expected exactly one")
         info = infos[0]
+        shown = _shown(info.orig_filename)
+        # orig_filename is the name as stored: zipfile cuts `filename` at a NUL.
+        if name is not None and (info.filename != name or info.orig_filename != name):
+            raise UnexpectedMemberError(
+                f"{label} holds {shown}; expected one file named {_shown(name)}")
         if info.is_dir():
             raise EmptyArchiveError(f"{label} holds only a directory; expected one file")
         if info.file_size > max_bytes:
             raise ArchiveTooLargeError(
-                f"{label}: {info.filename!r} declares {info.file_size} bytes unpacked;"
+                f"{label}: {shown} declares {info.file_size} bytes unpacked;"
                 f" the limit is {max_bytes}")
-        data = _read_bounded(zf, info, max_bytes, label)
+        data = _read_bounded(zf, info, max_bytes, f"{label}: {shown}")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise NotUtf8Error(
-            f"{label}: {info.filename!r} is not UTF-8 text (byte {exc.start})") from exc
+        raise NotUtf8Error(f"{label}: {shown} is not UTF-8 text (byte {exc.start})") from exc
     return TextMember(info.filename, text)
 
 
-class NotARegularFileError(ArchiveError):
-    """The path is a symlink, directory, FIFO or device, not a regular file."""
+def read_single_member(
+    path: Path, max_bytes: int = meta.MAX_SUBTASK_INPUT_BYTES, name: str | None = None,
+) -> str:
+    """The text of the single member of a subtask input or result ZIP (see `read_text_zip`).
 
-
-def read_file_bounded(path: Path, max_bytes: int) -> bytes:
-    """The bytes of the regular file at ``path``; `ArchiveTooLargeError` if over ``max_bytes``.
-
-    A symlink (it could point anywhere, /etc/passwd included) or any other
-    non-regular file raises `NotARegularFileError`. The check is made on the
-    opened file, so swapping the file after a caller's own check gains nothing.
+    ``name``, when given, is the one member name accepted.
     """
-    # O_NONBLOCK: opening a FIFO must not wait for a writer.
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
-    try:
-        fd = os.open(path, flags)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            raise NotARegularFileError(f"{path.name} is a symlink, not a regular file") from None
-        raise
-    with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise NotARegularFileError(f"{path.name} is not a regular file")
-        data = f.read(max_bytes + 1)
-    if len(data) > max_bytes:
-        raise ArchiveTooLargeError(f"{path.name} is larger than {max_bytes} bytes")
-    return data
+    return read_text_zip(path, max_bytes, name).text
 
 
-def read_single_member(path: Path, max_bytes: int = meta.MAX_SUBTASK_INPUT_BYTES) -> str:
-    """The text of the single member of a subtask input or result ZIP (see `read_text_zip`)."""
-    return read_text_zip(path, max_bytes).text
-
-
-def _read_bounded(zf: zipfile.ZipFile, info: zipfile.ZipInfo, max_bytes: int, label: str) -> bytes:
+def _read_bounded(zf: zipfile.ZipFile, info: zipfile.ZipInfo, max_bytes: int, what: str) -> bytes:
     """Read one member, stopping as soon as it exceeds ``max_bytes``."""
     chunks: list[bytes] = []
     size = 0
@@ -164,13 +162,19 @@ def _read_bounded(zf: zipfile.ZipFile, info: zipfile.ZipInfo, max_bytes: int, la
                     break
                 size += len(chunk)
                 if size > max_bytes:
-                    raise ArchiveTooLargeError(
-                        f"{label}: {info.filename!r} unpacks to more than {max_bytes} bytes")
+                    raise ArchiveTooLargeError(f"{what} unpacks to more than {max_bytes} bytes")
                 chunks.append(chunk)
     except ArchiveError:
         raise
     # zipfile reports damage through several exception types.
     except (zipfile.BadZipFile, RuntimeError, NotImplementedError, EOFError,
             ValueError, OSError) as exc:
-        raise CorruptArchiveError(f"{label}: cannot read {info.filename!r} ({exc})") from exc
+        raise CorruptArchiveError(f"{what}: cannot read it ({exc})") from exc
     return b"".join(chunks)
+
+
+def _shown(member_name: str) -> str:
+    """A member name for messages: it comes from the sender, so only its start is shown."""
+    if len(member_name) <= _SHOWN_CHARS:
+        return repr(member_name)
+    return f"{member_name[:_SHOWN_CHARS]!r}... ({len(member_name)} characters)"

@@ -1,4 +1,18 @@
-"""Facts about the app that a Golem node sees: name, version, image, limits."""
+"""Facts about the app that a Golem node sees: name, version, image, limits.
+
+The limits, for the README to cite (each constant's docstring says where it
+applies)::
+
+    MAX_INPUT_BYTES               4 MiB     task input file (CreateTask)
+    MAX_PARTS                     100,000   parts (subtasks) of one task
+    MAX_SUBTASK_INPUT_BYTES       4 MiB + 32 B   subtask input text (Compute)
+    MAX_SUBTASK_INPUT_FILE_BYTES  that + 64 KiB  subtask input ZIP (Compute)
+    MAX_RESULT_BYTES              4 KiB     result text (Verify)
+    MAX_RESULT_FILE_BYTES         64 KiB    result ZIP (Verify)
+
+A result's nonce may have any number of digits the result text can hold
+(about 4,000); names and ids are bounded by `tutorial_app.params.MAX_NAME_BYTES`.
+"""
 from __future__ import annotations
 
 APP_NAME = "tutorial-app"
@@ -17,7 +31,11 @@ MIN_MEMORY_MIB = 256.0
 """Minimum memory a provider must offer, in MiB (CreateTask inf_requirements)."""
 
 MAX_INPUT_BYTES = 4 * 1024 * 1024
-"""Largest task input file accepted, in bytes (it is hashed once per part)."""
+"""Largest task input file accepted: 4 MiB (4,194,304 bytes).
+
+CreateTask refuses a larger ``resources`` file with INVALID_ARGUMENT. The
+text is stored once per task and hashed by every provider, once per part.
+"""
 
 SALT_BYTES = 16
 """Random bytes per part's salt (written as hex, so twice as many characters)."""
@@ -29,13 +47,21 @@ MAX_SUBTASK_INPUT_FILE_BYTES = MAX_SUBTASK_INPUT_BYTES + 64 * 1024
 """Largest subtask input ZIP a provider reads: the text stored plus ZIP overhead."""
 
 MAX_RESULT_BYTES = 4096
-"""Largest result text a requestor unpacks; a real one is ~90 bytes."""
+"""Largest result text a requestor unpacks: 4 KiB; a real one is ~90 bytes.
+
+It is also the only bound on the nonce's digits (`tutorial_app.result`).
+"""
 
 MAX_RESULT_FILE_BYTES = 64 * 1024
 """Largest result ZIP a requestor reads; a real one is ~250 bytes."""
 
 MAX_PARTS = 100_000
-"""Most parts one task may have; bounds the store and the node's promises."""
+"""Most parts (subtasks) one task may have: 100,000.
+
+CreateTask refuses a larger ``subtasks_count`` (or ``max_subtasks_count``
+when no count is given) with INVALID_ARGUMENT; it bounds the store's size
+and what the app promises the node.
+"""
 
 
 def prerequisites() -> dict[str, str]:

@@ -9,9 +9,10 @@ import pytest
 
 from tutorial_app.archive import (
     ArchiveError, ArchiveTooLargeError, CorruptArchiveError, EmptyArchiveError, NotARegularFileError,
-    NotAZipError, NotUtf8Error, TextMember, TooManyMembersError, read_file_bounded,
-    read_single_member, read_text_zip, write_text_zip,
+    NotAZipError, NotUtf8Error, TextMember, TooManyMembersError, UnexpectedMemberError,
+    read_file_bounded, read_single_member, read_text_zip, write_text_zip,
 )
+from tutorial_app.files import FileTooLargeError
 
 
 def test_round_trip_unicode(tmp_path: Path) -> None:
@@ -106,7 +107,7 @@ def test_read_file_bounded_reads_only_regular_files(tmp_path: Path) -> None:
     real = tmp_path / "real.zip"
     real.write_bytes(b"12345")
     assert read_file_bounded(real, 5) == b"12345"
-    with pytest.raises(ArchiveTooLargeError):
+    with pytest.raises(FileTooLargeError):
         read_file_bounded(real, 4)
     # A result "file" that is a symlink to /etc/passwd is not read through.
     (tmp_path / "link.zip").symlink_to("/etc/passwd")
@@ -116,3 +117,48 @@ def test_read_file_bounded_reads_only_regular_files(tmp_path: Path) -> None:
     os.mkfifo(tmp_path / "fifo.zip")
     with pytest.raises(NotARegularFileError):
         read_file_bounded(tmp_path / "fifo.zip", 1 << 20)
+
+
+def test_named_member_is_read(tmp_path: Path) -> None:
+    path = tmp_path / "sub-1.zip"
+    write_text_zip(path, "sub-1", "abc 12")
+    assert read_text_zip(path, 100, name="sub-1") == TextMember("sub-1", "abc 12")
+    assert read_text_zip(path.read_bytes(), 100, name="sub-1").text == "abc 12"
+    assert read_single_member(path, 100, name="sub-1") == "abc 12"
+    with pytest.raises(UnexpectedMemberError):
+        read_single_member(path, 100, name="sub-2")
+
+
+@pytest.mark.parametrize("member", ["../../tmp/evil", "sub-2", "SUB-1", "sub-1 ", "dir/sub-1", "sub-1.zip", "/sub-1"])
+def test_member_not_named_after_the_subtask_is_refused(tmp_path: Path, member: str) -> None:
+    path = _zip(tmp_path / "sub-1.zip", {member: b"abc 12"})
+    with pytest.raises(UnexpectedMemberError, match="expected one file named 'sub-1'") as info:
+        read_text_zip(path.read_bytes(), 100, name="sub-1", label="sub-1.zip")
+    assert isinstance(info.value, ArchiveError)
+    assert "sub-1.zip" in str(info.value)
+
+
+def test_extra_members_are_refused_even_beside_the_right_one(tmp_path: Path) -> None:
+    path = _zip(tmp_path / "s.zip", {"sub-1": b"abc 12", "../../tmp/evil": b"x"})
+    with pytest.raises(TooManyMembersError, match="2 files"):
+        read_text_zip(path, 100, name="sub-1")
+
+
+def test_name_hidden_behind_a_nul_is_refused(tmp_path: Path) -> None:
+    # zipfile cuts a stored name at NUL, so "sub-1\0evil" would read as "sub-1".
+    path = _zip(tmp_path / "s.zip", {"sub-1Xevil": b"abc 12"})
+    path.write_bytes(path.read_bytes().replace(b"sub-1Xevil", b"sub-1\x00evil"))
+    with pytest.raises(UnexpectedMemberError):
+        read_text_zip(path, 100, name="sub-1")
+
+
+def test_messages_show_at_most_a_prefix_of_a_hostile_member_name(tmp_path: Path) -> None:
+    path = _zip(tmp_path / "s.zip", {"x" * 60_000: b"abc 12"})
+    with pytest.raises(UnexpectedMemberError) as info:
+        read_text_zip(path, 100, name="sub-1")
+    assert len(str(info.value)) < 300
+
+
+def test_label_names_bytes_in_messages() -> None:
+    with pytest.raises(NotAZipError, match="result of sub-1"):
+        read_text_zip(b"not a zip", 100, label="result of sub-1")

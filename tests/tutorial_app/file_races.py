@@ -1,0 +1,56 @@
+"""Deterministic file-system races for the readers' tests.
+
+`swap_at_open` replaces a file just before the reader opens it: after any
+check the reader made on the path, before the open. A reader that trusts an
+earlier ``lstat`` then reads whatever was swapped in; a reader that checks
+the opened file does not.
+"""
+from __future__ import annotations
+
+import builtins
+import os
+from collections.abc import Callable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+
+def swap_at_open(
+    monkeypatch: pytest.MonkeyPatch, target: Path, swap: Callable[[Path], None],
+    *modules: ModuleType,
+) -> list[Path]:
+    """Run ``swap(target)`` once, right before the first open of ``target``.
+
+    Hooks ``os.open`` and the builtin ``open`` as seen from ``modules``;
+    returns the list the swapped path is appended to when the swap happened.
+    """
+    swapped: list[Path] = []
+
+    def hooked(real: Callable[..., Any]) -> Callable[..., Any]:
+        def opener(path: Any, *args: Any, **kwargs: Any) -> Any:
+            if not swapped and isinstance(path, (str, os.PathLike)) and Path(path) == target:
+                swap(target)
+                swapped.append(target)
+            return real(path, *args, **kwargs)
+        return opener
+
+    monkeypatch.setattr(os, "open", hooked(os.open))
+    for module in modules:
+        monkeypatch.setattr(module, "open", hooked(builtins.open), raising=False)
+    return swapped
+
+
+def to_symlink(points_to: Path) -> Callable[[Path], None]:
+    """A swap that replaces the file with a symlink to ``points_to``."""
+    def swap(path: Path) -> None:
+        path.unlink()
+        path.symlink_to(points_to)
+    return swap
+
+
+def to_fifo(path: Path) -> None:
+    """A swap that replaces the file with a FIFO nobody writes to."""
+    path.unlink()
+    os.mkfifo(path)
