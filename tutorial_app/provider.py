@@ -147,7 +147,7 @@ def parse_subtask_params(params: Any, inputs_dir: Path) -> tuple[int, str]:
 def _read_input(path: Path) -> TextMember:
     """The subtask's input text, from a regular file only (a symlink could point anywhere)."""
     data = read_file_bounded(path, meta.MAX_SUBTASK_INPUT_FILE_BYTES)
-    return read_text_zip(data, meta.MAX_SUBTASK_INPUT_BYTES, name=path.name)
+    return read_text_zip(data, meta.MAX_SUBTASK_INPUT_BYTES, label=path.name)
 
 
 def _search(pool: engine.Supervisor | None, text: str, difficulty: int) -> engine.Solution:

@@ -150,7 +150,7 @@ def verify(task_work_dir: Path, subtask_id: str) -> tuple[VerifyResult, str | No
         try:
             # Read once: the bytes checked are the bytes merged.
             data = read_file_bounded(result_file, meta.MAX_RESULT_FILE_BYTES)
-            member = read_text_zip(data, meta.MAX_RESULT_BYTES, name=result_file.name)
+            member = read_text_zip(data, meta.MAX_RESULT_BYTES, name=subtask_id, label=result_file.name)
             digest, nonce = parse_result(member.text)
             engine.verify(assignment.input_text, assignment.difficulty, digest, nonce)
         except ValueError as exc:  # ArchiveError, ResultFormatError and engine's verdicts
