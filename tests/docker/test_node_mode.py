@@ -338,7 +338,7 @@ def test_unwritable_work_dir_gives_one_line_naming_dir_and_uid(
                  *settings.run_options(port)])
     deadline = time.monotonic() + 20
     while container.running():
-        assert time.monotonic() < deadline, container.logs()
+        assert time.monotonic() < deadline, f"still running after 20 s:\n{container.logs()}"
         time.sleep(0.1)
     lines = container.logs().strip().splitlines()
     assert container.exit_code() == 2, lines
