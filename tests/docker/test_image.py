@@ -56,6 +56,7 @@ def test_a_uid_the_image_does_not_know_has_home_work_dir_and_venv(image: str) ->
 
 
 def test_image_config_declares_the_app_entrypoint(image: str) -> None:
+    """Entrypoint, work dir, numeric default user and HOME as the image declares them."""
     config = dockerutil.inspect_image(image)["Config"]
     assert config["Entrypoint"] == ENTRYPOINT
     assert config["WorkingDir"] == WORK_DIR

@@ -232,7 +232,8 @@ def test_provider_engine_uses_exactly_the_pinned_cpus(
     assert len(workers) == cpus
     assert all(cpu_list == list(range(cpus)) for cpu_list in affinities.values()), affinities
     # Every worker searched: none was started only to idle on a shared CPU.
-    assert all(seconds > 0.1 for seconds in busy.values()), busy
+    # 0.05 s of a 1 s window: a busy CI box shares the CPUs with other work.
+    assert all(seconds > 0.05 for seconds in busy.values()), busy
     assert service.exit_code == 0
     assert containers.listed() == []
 
@@ -266,7 +267,8 @@ def test_tight_memory_limit_means_fewer_workers_and_no_oom_kill(
             assert service.container_id is not None
             peak = dockerutil.memory_peak(service.container_id)
             kills = dockerutil.oom_kills(service.container_id)
-            assert all(w.is_running() for w in workers)
+            dead = [w.pid for w in workers if not w.is_running()]
+            assert not dead, f"{len(dead)} of {len(workers)} workers died (OOM kills: {kills})"
             await client.shutdown(timeout=10)
             return len(workers), peak, kills
         finally:
@@ -380,7 +382,11 @@ async def _until_searching(service: DockerTaskApiService, compute: asyncio.Futur
     server = psutil.Process(pid)
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        assert not compute.done(), compute
+        if compute.done():
+            kills = dockerutil.oom_kills(service.container_id) if service.running() else None
+            raise AssertionError(
+                f"Compute ended before the search got busy: {compute.exception()!r} "
+                f"(OOM kills in the container: {'unknown' if kills is None else kills})")
         workers = _engine_workers(server)
         busy = await _cpu_seconds(workers, 0.2)
         if any(seconds > 0.05 for seconds in busy.values()):

@@ -53,6 +53,7 @@ def test_defaults_are_every_host_cpu_1024_mb_and_our_uid() -> None:
     ],
 )
 def test_settings_docker_would_refuse_are_refused_up_front(kwargs: dict[str, int], complaint: str) -> None:
+    """More CPUs than the host has, a memory limit under Docker's minimum, a negative uid: ValueError."""
     with pytest.raises(ValueError, match=complaint):
         NodeSettings(**kwargs)
 
@@ -73,9 +74,11 @@ def test_user_and_node_settings_together_are_refused(tmp_path: Path) -> None:
     ],
 )
 def test_command_is_one_string_or_a_list(command: object, argv: list[str]) -> None:
+    """The published form ("requestor 50005") splits on whitespace; a list is kept (as strings)."""
     assert split_command(command) == argv  # type: ignore[arg-type]
 
 
 def test_docker_port_output_of_every_daemon_version_is_parsed() -> None:
+    """IPv4, bare IPv6 (old clients) and bracketed IPv6 (new clients) lines give (address, port)."""
     assert parse_port_mappings("0.0.0.0:50005\n:::50005\n[::]:50005\n") == [
         ("0.0.0.0", 50005), ("::", 50005), ("::", 50005)]

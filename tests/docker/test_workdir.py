@@ -13,10 +13,12 @@ from tutorial_app.workdir import MissingWorkDirError, UnwritableWorkDirError, Wo
 
 
 def test_a_usable_dir_passes(tmp_path: Path) -> None:
+    """A directory this process may list, enter and write raises nothing."""
     check_work_dir(tmp_path)
 
 
 def test_a_missing_dir_is_named_with_the_uid(tmp_path: Path) -> None:
+    """The exact one line: the path, "does not exist", and who was looking."""
     missing = tmp_path / "gone"
     with pytest.raises(MissingWorkDirError) as caught:
         check_work_dir(missing)
@@ -26,6 +28,7 @@ def test_a_missing_dir_is_named_with_the_uid(tmp_path: Path) -> None:
 
 
 def test_a_file_is_not_a_work_dir(tmp_path: Path) -> None:
+    """A regular file where the dir should be is reported as such."""
     file = tmp_path / "file"
     file.write_text("x")
     with pytest.raises(MissingWorkDirError, match="is not a directory"):
