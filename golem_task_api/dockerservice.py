@@ -84,7 +84,7 @@ def host_cpu_count() -> int:
 
 
 def _own_uid() -> int:
-    # Windows has no uids; a node there runs its containers in a Linux VM as root.
+    # Windows has no uids: 0 stands in (the daemon runs in a Linux VM there).
     return os.getuid() if hasattr(os, "getuid") else 0
 
 
