@@ -6,10 +6,20 @@
 # BASE_IMAGE must be a Debian-like image with python3 (>= 3.11) and python3-venv;
 # offline CI passes the image scripts/docker-ci-base.sh imports. Plain syntax
 # only, so the classic builder (DOCKER_BUILDKIT=0) accepts it.
-# The work dir belongs to uid 1000: a bind-mounted host dir must be writable by it.
+#
+# Who runs it: a Golem node passes its own numeric uid alone (`--user 1234`),
+# so the app runs as a uid /etc/passwd does not know, with group 0. Nothing
+# here depends on the uid: what the app needs at run time is group 0 with
+# the owner's rights (g=u), HOME points there, and the venv is readable and
+# executable by anyone. The node's work dir is bind-mounted at /golem/work
+# and must be writable by the uid the container runs as.
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 
 FROM ${BASE_IMAGE} AS builder
+# scripts/docker-ci-base.sh tags this stage (the build cache of the
+# dependencies) and prunes stale ones by this label, so no build leaves a
+# dangling builder image behind.
+LABEL org.golem.tutorial-app.stage=builder
 
 # The system bundle, not pip's vendored one: where HTTPS is intercepted the
 # base image carries the intercepting CA there.
@@ -55,19 +65,61 @@ LABEL org.opencontainers.image.title="tutorial-app" \
       org.opencontainers.image.description="Golem Task API proof-of-work app server" \
       org.opencontainers.image.licenses="GPL-3.0-or-later"
 
-RUN useradd --uid 1000 --user-group --home-dir /golem --no-create-home \
+# uid 1000 is only the default for `docker run` without --user: its
+# primary group is 0, the group every uid a node picks also runs with.
+RUN useradd --uid 1000 --gid 0 --home-dir /golem --no-create-home \
         --shell /usr/sbin/nologin golem \
-    && mkdir -p /golem/work \
-    && chown -R golem:golem /golem
+    && mkdir -p /golem/work /usr/local/share/tutorial-app \
+    && chown -R 1000:0 /golem \
+    && chmod -R g=u /golem
 
 COPY --from=builder /opt/venv /opt/venv
 
-# The venv first on PATH, so the entrypoint's python3 is the venv's.
-ENV PATH=/opt/venv/bin:$PATH \
-    PYTHONUNBUFFERED=1
+# HEALTHCHECK: ask the app server's gRPC health service for SERVING. The
+# port is the command's argument, so it is read from PID 1's command line
+# (the entrypoint, or compose's serve loop around it). Under mutual TLS only
+# the node holds a client key: the check can then only see that the port
+# accepts connections.
+RUN printf '%s\n' \
+    '"""Docker HEALTHCHECK of a Task API app server: exit 0 iff it is SERVING."""' \
+    'import asyncio, pathlib, socket, sys' \
+    'from grpclib.client import Channel' \
+    'from grpclib.health.v1.health_grpc import HealthStub' \
+    'from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse' \
+    'argv = pathlib.Path("/proc/1/cmdline").read_bytes().decode().split("\0")' \
+    'ports = [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg in ("requestor", "provider")]' \
+    'if not ports or not ports[0].isdigit():' \
+    '    sys.exit("healthcheck: PID 1 serves no app: " + " ".join(argv))' \
+    'port = int(ports[0])' \
+    'work = pathlib.Path(argv[argv.index("--work-dir") + 1] if "--work-dir" in argv[:-1] else "/golem/work")' \
+    'tls = ("task_api_server_key.pem", "task_api_server_cert.pem", "task_api_client_cert.pem")' \
+    'if all((work / name).is_file() for name in tls):' \
+    '    socket.create_connection(("127.0.0.1", port), timeout=3).close()' \
+    '    sys.exit(0)' \
+    'async def serving() -> bool:' \
+    '    channel = Channel("127.0.0.1", port)' \
+    '    try:' \
+    '        reply = await HealthStub(channel).Check(HealthCheckRequest(service=""), timeout=3)' \
+    '    finally:' \
+    '        channel.close()' \
+    '    return reply.status == HealthCheckResponse.SERVING' \
+    'sys.exit(0 if asyncio.run(serving()) else "healthcheck: not SERVING")' \
+    > /usr/local/share/tutorial-app/healthcheck.py \
+    && /opt/venv/bin/python -m py_compile /usr/local/share/tutorial-app/healthcheck.py \
+    && rm -rf /usr/local/share/tutorial-app/__pycache__
 
-USER golem
+# The venv first on PATH, so the entrypoint's python3 is the venv's. HOME:
+# an unknown uid gets "/" from Docker, which it cannot write.
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    HOME=/golem
+
+USER 1000
 WORKDIR /golem/work
+
+# A check costs one short python process (about 0.1 s of CPU).
+HEALTHCHECK --interval=10s --timeout=5s --start-period=5s --retries=3 \
+    CMD ["/opt/venv/bin/python3", "/usr/local/share/tutorial-app/healthcheck.py"]
 
 # python is PID 1: the app installs its own SIGTERM handler, so `docker stop`
 # shuts the server down cleanly instead of waiting for SIGKILL.

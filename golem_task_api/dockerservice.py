@@ -13,6 +13,14 @@ an asyncio subprocess, so the event loop never blocks. The container:
 A background ``docker wait`` started with the container tells when it has
 ended, which keeps ``running()`` a cheap, synchronous look at a task.
 
+Node mode (``DockerTaskApiService.as_node`` or ``node=NodeSettings(...)``)
+starts the container the way a Golem node's Docker CPU environment does
+instead: the numeric uid alone as the user (so the app runs as a uid the
+image does not know, with group 0), the port published on 0.0.0.0 under its
+own number, the first N host CPUs, a memory limit, the node's dropped
+capabilities, the bridge network and stdin open. Tests use it to prove the
+image works under exactly those conditions, not just under ours.
+
 Who the container runs as: by default the node's own uid:gid. The node and
 the app both create files and directories in the shared work dir while the
 app runs (the node prepares a task dir after the requestor started, the
@@ -31,9 +39,9 @@ import logging
 import os
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Optional
+from typing import Any, Optional
 
 from golem_task_api import constants
 from golem_task_api.client import TaskApiService
@@ -53,8 +61,136 @@ REMOVAL_TIMEOUT = 10.0
 REMOVAL_POLL_SECONDS = 0.05
 
 
+# What a node drops from Docker's default capability set (its Docker CPU environment).
+NODE_DROPPED_CAPABILITIES: tuple[str, ...] = (
+    "audit_control", "audit_write", "mac_admin", "mac_override", "mknod",
+    "net_admin", "net_bind_service", "net_raw", "setfcap", "setpcap",
+    "sys_admin", "sys_boot", "sys_chroot", "sys_module", "sys_nice",
+    "sys_pacct", "sys_resource", "sys_time", "sys_tty_config",
+)
+# A node's default memory limit for an app container.
+NODE_MEM_LIMIT_MB = 1024
+# Where a client on the node's host reaches a port published on 0.0.0.0.
+NODE_DIAL_HOST = "127.0.0.1"
+
+
 class DockerServiceError(RuntimeError):
     """A docker client call for the service failed."""
+
+
+def host_cpu_count() -> int:
+    """The number of CPUs of the Docker host (this machine), at least 1."""
+    return os.cpu_count() or 1
+
+
+def _own_uid() -> int:
+    # Windows has no uids: 0 stands in (the daemon runs in a Linux VM there).
+    return os.getuid() if hasattr(os, "getuid") else 0
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    """The container settings a Golem node uses for an app (its Docker CPU environment).
+
+    ``cpus`` is the number of cores the provider shares: the container is
+    pinned to the first ``cpus`` host CPUs. ``uid`` is the node's uid (this
+    process's by default); it is given to Docker alone, without a group.
+    """
+
+    cpus: int = field(default_factory=host_cpu_count)
+    mem_limit_mb: int = NODE_MEM_LIMIT_MB
+    uid: int = field(default_factory=_own_uid)
+    network: str = "bridge"
+    dropped_capabilities: tuple[str, ...] = NODE_DROPPED_CAPABILITIES
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.cpus <= host_cpu_count():
+            raise ValueError(
+                f"cpus must be 1..{host_cpu_count()} (the host's CPUs), got {self.cpus}")
+        if self.mem_limit_mb < 6:  # Docker's own minimum
+            raise ValueError(f"mem_limit_mb must be at least 6, got {self.mem_limit_mb}")
+        if self.uid < 0:
+            raise ValueError(f"uid must not be negative, got {self.uid}")
+
+    @property
+    def cpuset(self) -> str:
+        """``--cpuset-cpus``: the first ``cpus`` host CPUs."""
+        return ",".join(str(cpu) for cpu in range(self.cpus))
+
+    @property
+    def user(self) -> str:
+        """``--user``: the numeric uid alone, as the node passes it."""
+        return str(self.uid)
+
+    def run_options(self, port: int) -> list[str]:
+        """The ``docker run`` options for an app serving on ``port``."""
+        args = [
+            "--user", self.user,
+            "--publish", f"0.0.0.0:{port}:{port}",
+            "--cpuset-cpus", self.cpuset,
+            "--memory", f"{self.mem_limit_mb}m",
+            "--network", self.network,
+            # A node creates the container with stdin open; `docker run -d -i` does the same.
+            "--interactive",
+        ]
+        for capability in self.dropped_capabilities:
+            args += ["--cap-drop", capability]
+        return args
+
+
+def split_command(command: str | Sequence[str]) -> list[str]:
+    """The app's argv from a command given as one string ("requestor 50005") or a list."""
+    if isinstance(command, str):
+        return command.split()
+    return [str(arg) for arg in command]
+
+
+def run_arguments(
+    image: str,
+    work_dir: Path,
+    command: Sequence[str],
+    port: int,
+    *,
+    name: str,
+    labels: Mapping[str, str],
+    node: Optional[NodeSettings] = None,
+    user: Optional[str] = None,
+    host: str = "127.0.0.1",
+    env: Optional[Mapping[str, str]] = None,
+    run_options: Sequence[str] = (),
+    remove: bool = True,
+) -> list[str]:
+    """The ``docker run --detach`` arguments (after ``docker``) for an app container.
+
+    With ``node``, the container is set up as a Golem node would (``user``
+    and ``host`` are then ignored); else the port is published on ``host``
+    on a port the kernel picks and the container runs as ``user``.
+    """
+    args = ["run", "--detach", "--name", name]
+    if remove:
+        args.append("--rm")
+    for key, value in labels.items():
+        args += ["--label", f"{key}={value}"]
+    args += ["--mount", _bind_mount(work_dir, CONTAINER_WORK_DIR)]
+    if node is not None:
+        args += node.run_options(port)
+    else:
+        args += ["--publish", f"{host}::{port}"]
+        if user:
+            args += ["--user", user]
+    for key, value in (env or {}).items():
+        args += ["--env", f"{key}={value}"]
+    return [*args, *run_options, image, *command]
+
+
+def parse_port_mappings(docker_port_output: str) -> list[tuple[str, int]]:
+    """``docker port`` lines ("0.0.0.0:50005", "[::]:50005", ":::50005") as (address, port)."""
+    mappings = []
+    for line in docker_port_output.split():
+        address, _, host_port = line.rpartition(":")
+        if host_port.isdigit():
+            mappings.append((address.strip("[]"), int(host_port)))
+    return mappings
 
 
 @dataclass(frozen=True)
@@ -114,7 +250,12 @@ def _bind_mount(source: Path, target: PurePosixPath) -> str:
 
 
 class DockerTaskApiService(TaskApiService):
-    """Runs the app server as ``docker run -d --rm IMAGE *command`` on ``work_dir``."""
+    """Runs the app server as ``docker run -d --rm IMAGE *command`` on ``work_dir``.
+
+    ``node`` switches to a Golem node's container settings (see
+    :class:`NodeSettings` and :meth:`as_node`); ``user`` and ``host`` are
+    then theirs, not the caller's.
+    """
 
     def __init__(
         self,
@@ -130,17 +271,22 @@ class DockerTaskApiService(TaskApiService):
         stop_grace: int = STOP_GRACE_SECONDS,
         run_options: Sequence[str] = (),
         log_path: Optional[Path] = None,
+        node: Optional[NodeSettings] = None,
     ) -> None:
+        if node is not None and user is not None:
+            raise ValueError("user comes from the node settings in node mode")
         self.image = image
         self.work_dir = Path(work_dir)
         self.env = dict(env or {})
         self.docker = docker
         # None: the node's uid:gid (see the module docstring); "" keeps the image's USER.
-        self.user = node_user() if user is None else user
+        self.node = node
+        self.user = node.user if node is not None else node_user() if user is None else user
         self.labels = dict(labels or {})
         self.name_prefix = name_prefix
-        # The address the port is published on and the client dials.
-        self.host = host
+        # The address the port is published on and the client dials (node
+        # mode publishes on 0.0.0.0 and dials the loopback).
+        self.host = NODE_DIAL_HOST if node is not None else host
         self.stop_grace = stop_grace
         # Extra `docker run` options (e.g. ["--cpus", "1"]), placed before the image.
         self.run_options = list(run_options)
@@ -152,6 +298,22 @@ class DockerTaskApiService(TaskApiService):
         self._exit_code: Optional[int] = None
         self._stop_lock = asyncio.Lock()
 
+    @classmethod
+    def as_node(
+        cls,
+        image: str,
+        work_dir: Path,
+        settings: Optional[NodeSettings] = None,
+        **options: Any,
+    ) -> "DockerTaskApiService":
+        """A service that starts its container exactly as a Golem node does.
+
+        ``settings`` defaults to ``NodeSettings()``: every host CPU, 1024 MB,
+        this process's uid. ``options`` are the constructor's other keywords
+        (labels, env, log_path, ...).
+        """
+        return cls(image, work_dir, node=settings or NodeSettings(), **options)
+
     @property
     def exit_code(self) -> Optional[int]:
         """The container's exit status once it ended (None if unknown or still running)."""
@@ -160,25 +322,23 @@ class DockerTaskApiService(TaskApiService):
     async def _cli(self, *args: str, timeout: Optional[float] = CLI_TIMEOUT) -> CliResult:
         return await run_cli([self.docker, *args], timeout)
 
-    async def start(self, command: list[str], port: int) -> tuple[str, int]:
+    async def start(self, command: str | Sequence[str], port: int) -> tuple[str, int]:
+        """Start the container serving ``command`` ("requestor 50005" or a list); (host, port) to dial."""
         if self.name is not None:
             raise DockerServiceError("service already started")
+        argv = split_command(command)
         work_dir = self.work_dir.resolve()
         if not work_dir.is_dir():
             # Docker would silently create a root-owned directory instead.
             raise DockerServiceError(f"work dir {work_dir} is not a directory")
         self.name = f"{self.name_prefix}-{uuid.uuid4().hex[:12]}"
-        args = ["run", "--detach", "--rm", "--name", self.name]
-        labels = {ROLE_LABEL: command[0] if command else "", **self.labels}
-        for key, value in labels.items():
-            args += ["--label", f"{key}={value}"]
-        args += ["--mount", _bind_mount(work_dir, CONTAINER_WORK_DIR)]
-        args += ["--publish", f"{self.host}::{port}"]
-        if self.user:
-            args += ["--user", self.user]
-        for key, value in self.env.items():
-            args += ["--env", f"{key}={value}"]
-        args += [*self.run_options, self.image, *command]
+        args = run_arguments(
+            self.image, work_dir, argv, port,
+            name=self.name,
+            labels={ROLE_LABEL: argv[0] if argv else "", **self.labels},
+            node=self.node, user=self.user, host=self.host, env=self.env,
+            run_options=self.run_options,
+        )
         try:
             result = await self._cli(*args)
         except BaseException:
@@ -197,7 +357,7 @@ class DockerTaskApiService(TaskApiService):
         except BaseException:
             await self.stop()
             raise
-        log.debug("container %s (%s) serves %s on %s:%d", self.name, self.image, command, self.host, host_port)
+        log.debug("container %s (%s) serves %s on %s:%d", self.name, self.image, argv, self.host, host_port)
         return self.host, host_port
 
     async def _published_port(self, port: int) -> int:
@@ -208,11 +368,12 @@ class DockerTaskApiService(TaskApiService):
                 f"container {self.name} publishes no port {port} "
                 f"(exited at once?): {result.stderr.strip()}"
             )
-        for line in result.stdout.split():
-            address, _, host_port = line.rpartition(":")
-            if address == self.host and host_port.isdigit():
-                return int(host_port)
-        raise DockerServiceError(f"no {self.host} mapping for port {port} in {result.stdout!r}")
+        # Node mode binds every address under the same number; ours binds self.host.
+        wanted = {"0.0.0.0"} if self.node is not None else {self.host}
+        for address, host_port in parse_port_mappings(result.stdout):
+            if address in wanted:
+                return host_port
+        raise DockerServiceError(f"no {'/'.join(sorted(wanted))} mapping for port {port} in {result.stdout!r}")
 
     async def _watch(self, container_id: str) -> Optional[int]:
         """Live as long as the container; its exit status, when Docker tells it."""
@@ -282,7 +443,14 @@ __all__ = [
     "CliResult",
     "DockerServiceError",
     "DockerTaskApiService",
+    "NODE_DROPPED_CAPABILITIES",
+    "NODE_MEM_LIMIT_MB",
+    "NodeSettings",
     "ROLE_LABEL",
+    "host_cpu_count",
     "node_user",
+    "parse_port_mappings",
+    "run_arguments",
     "run_cli",
+    "split_command",
 ]

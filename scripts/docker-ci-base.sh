@@ -11,6 +11,10 @@
 #      sources, add python3 + venv and this machine's CA bundle, and
 #      `docker import` it as the base image;
 #   4. build the Dockerfile on that base, tagged tutorial-app:VERSION and :latest.
+#      Its builder stage is tagged tutorial-app-builder:cache (the build cache
+#      of the dependencies, so rebuilds are quick); a builder image replaced
+#      or app image replaced by a rebuild is removed (unless a container uses
+#      it), so no build leaves a dangling image behind.
 #
 # Must run as root. Environment knobs:
 #   RELEASE            Debian release to bootstrap (default: bookworm)
@@ -19,12 +23,20 @@
 #   DOCKERD_TIMEOUT    seconds to wait for a started dockerd (default: 60)
 #   DEBOOTSTRAP_CACHE  .deb cache reused across runs (default: /var/cache/tutorial-app/debootstrap)
 #   HOST_CA_BUNDLE     CA bundle copied into the base (default: /etc/ssl/certs/ca-certificates.crt)
+#   KEEP_BUILDER       0: remove the builder stage after the build too (saves
+#                      about 0.5 GB; the next build reinstalls the dependencies)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RELEASE=${RELEASE:-bookworm}
 BASE_IMAGE=${BASE_IMAGE:-tutorial-app-base:$RELEASE}
 IMAGE_NAME=tutorial-app
+BUILDER_IMAGE=$IMAGE_NAME-builder:cache
+# The label the Dockerfile's builder stage carries.
+BUILDER_LABEL=org.golem.tutorial-app.stage=builder
+# The label of the app image itself (the Dockerfile's final stage).
+APP_LABEL=org.opencontainers.image.title=tutorial-app
+KEEP_BUILDER=${KEEP_BUILDER:-1}
 DOCKERD_LOG=${DOCKERD_LOG:-/var/log/tutorial-app-dockerd.log}
 DOCKERD_TIMEOUT=${DOCKERD_TIMEOUT:-60}
 DEBOOTSTRAP_CACHE=${DEBOOTSTRAP_CACHE:-/var/cache/tutorial-app/debootstrap}
@@ -210,8 +222,24 @@ build_image() {
     version=$(project_version)
     [[ -n $version ]] || die "no version in pyproject.toml"
     log "building $IMAGE_NAME:$version on $BASE_IMAGE"
+    # The classic builder leaves a multi-stage build's builder stage as an
+    # untagged (dangling) image. Built first under its own tag, the full
+    # build reuses it from the cache and nothing is left untagged.
+    docker build --build-arg BASE_IMAGE="$BASE_IMAGE" --target builder \
+        -t "$BUILDER_IMAGE" "$ROOT"
     docker build --build-arg BASE_IMAGE="$BASE_IMAGE" \
         -t "$IMAGE_NAME:$version" -t "$IMAGE_NAME:latest" "$ROOT"
+    if [[ $KEEP_BUILDER == 0 ]]; then
+        docker image rm "$BUILDER_IMAGE" >/dev/null
+    fi
+    # Images the tags moved away from are dangling now: remove those of this
+    # project (builder or app) that no container uses, and nothing else.
+    local label dangling
+    for label in "$BUILDER_LABEL" "$APP_LABEL"; do
+        docker image prune --force --filter "label=$label" >/dev/null
+    done
+    dangling=$(docker image ls --quiet --filter dangling=true --filter "label=$BUILDER_LABEL")
+    [[ -z $dangling ]] || die "dangling builder images left: $dangling"
 }
 
 ensure_tools;       step_done "tools"
@@ -220,5 +248,5 @@ ensure_base_image;  step_done "base image"
 if ((!base_only)); then
     build_image;    step_done "project image"
 fi
-docker image ls --format '{{.Repository}}:{{.Tag}}\t{{.Size}}' | grep -E "^($IMAGE_NAME|${BASE_IMAGE%%:*}):" >&2 || true
+docker image ls --format '{{.Repository}}:{{.Tag}}\t{{.Size}}' | grep -E "^($IMAGE_NAME|$IMAGE_NAME-builder|${BASE_IMAGE%%:*}):" >&2 || true
 log "total $(elapsed "$START") s"

@@ -10,11 +10,12 @@ import os
 from collections.abc import Callable, Iterator
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import dockerutil
-from golem_task_api.dockerservice import DockerTaskApiService
+from golem_task_api.dockerservice import NODE_MEM_LIMIT_MB, DockerTaskApiService, NodeSettings
 
 SCRIPT = "scripts/docker-ci-base.sh"
 
@@ -79,3 +80,35 @@ def docker_service(image: str, containers: dockerutil.ContainerSet) -> Iterator[
         )
 
     yield factory
+
+
+# The uid a simulated node runs its containers as when the tests run as
+# root: neither root nor the image's default user (1000), so nothing works
+# by accident of ownership.
+FOREIGN_UID = 4321
+
+
+@pytest.fixture(scope="session")
+def node_uid() -> int:
+    """The uid the simulated Golem node runs containers as: ours, or FOREIGN_UID as root."""
+    return FOREIGN_UID if os.getuid() == 0 else os.getuid()
+
+
+@pytest.fixture
+def node_service(
+    image: str, containers: dockerutil.ContainerSet, node_uid: int,
+) -> Callable[..., DockerTaskApiService]:
+    """Make node-mode services of the image: ``factory(work_dir, cpus=1, mem_limit_mb=1024, uid=node_uid, **options)``.
+
+    One pinned CPU unless a test asks for more keeps the 2-core CI box
+    responsive; no TUTORIAL_APP_* variables, since a node sets none. The
+    work dir and what is in it is handed over to the uid first, as a node's
+    shared dir belongs to the node's uid.
+    """
+    def factory(work_dir: Path, cpus: int = 1, mem_limit_mb: int = NODE_MEM_LIMIT_MB,
+                uid: int = node_uid, **options: Any) -> DockerTaskApiService:
+        dockerutil.hand_over(Path(work_dir), uid)
+        settings = NodeSettings(cpus=cpus, mem_limit_mb=mem_limit_mb, uid=uid)
+        return DockerTaskApiService.as_node(image, work_dir, settings, labels=containers.labels, **options)
+
+    return factory

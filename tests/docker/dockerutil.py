@@ -7,7 +7,9 @@ unique to that set, and :meth:`ContainerSet.remove_all` force-removes them.
 """
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -15,7 +17,13 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+from grpclib.client import Channel
+from grpclib.exceptions import StreamTerminatedError
+from grpclib.health.v1.health_grpc import HealthStub
+from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
 
 # Docker's own calls (inspect, rm, logs) answer in well under this.
 CLI_TIMEOUT = 30.0
@@ -76,6 +84,70 @@ def daemon_problem() -> str | None:
         lines = result.stderr.strip().splitlines()
         return f"no Docker daemon reachable: {lines[-1] if lines else 'docker version failed'}"
     return None
+
+
+def hand_over(path: Path, uid: int) -> None:
+    """Make ``path`` and everything under it owned by ``uid`` (group 0), as a node's shared dir is.
+
+    Only root can give files away; for anyone else the files are already
+    their own, which is the node's uid then.
+    """
+    if os.getuid() != 0:
+        return
+    for item in [path, *path.rglob("*")]:
+        os.chown(item, uid, 0, follow_symlinks=False)
+
+
+def memory_peak(container_id: str) -> int | None:
+    """The container's memory high-water mark in bytes (cgroup v1 or v2), or None if unknown.
+
+    Read inside the container, where its own cgroup is mounted as the root
+    (without a cgroup namespace v2 shows the host's tree: then None).
+    """
+    result = docker(
+        "exec", container_id, "sh", "-c",
+        "cat /sys/fs/cgroup/memory/memory.max_usage_in_bytes 2>/dev/null"
+        " || cat /sys/fs/cgroup/memory.peak 2>/dev/null",
+        check=False)
+    text = result.stdout.strip()
+    return int(text) if result.returncode == 0 and text.isdigit() else None
+
+
+def oom_kills(container_id: str) -> int | None:
+    """How many processes the kernel's OOM killer ended in the container's cgroup, or None if unknown."""
+    result = docker(
+        "exec", container_id, "sh", "-c",
+        "cat /sys/fs/cgroup/memory/memory.oom_control 2>/dev/null"
+        " || cat /sys/fs/cgroup/memory.events 2>/dev/null",
+        check=False)
+    for line in result.stdout.splitlines():
+        key, _, value = line.partition(" ")
+        if key == "oom_kill" and value.strip().isdigit():
+            return int(value)
+    return None
+
+
+async def until_serving(host: str, port: int, timeout: float = 20.0) -> None:
+    """Return once the gRPC health service at host:port answers SERVING; AssertionError after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        channel = Channel(host, port)
+        try:
+            reply = await HealthStub(channel).Check(HealthCheckRequest(), timeout=1)
+            if reply.status == HealthCheckResponse.SERVING:
+                return
+        except (OSError, StreamTerminatedError, asyncio.TimeoutError):
+            pass
+        finally:
+            channel.close()
+        assert time.monotonic() < deadline, f"{host}:{port} not SERVING after {timeout:g} s"
+        await asyncio.sleep(0.1)
+
+
+def health(container_id: str) -> dict[str, Any]:
+    """The container's ``State.Health`` (Status, FailingStreak, Log), or {} without a check."""
+    state = json.loads(docker("inspect", "--format", "{{json .State}}", container_id).stdout)
+    return state.get("Health") or {}
 
 
 def image_exists(image: str) -> bool:

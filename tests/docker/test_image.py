@@ -1,4 +1,4 @@
-"""The project image: user, work dir, entrypoint, native extension, SIGTERM."""
+"""The project image: user, file modes, work dir, entrypoint, native extension, SIGTERM."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,6 +11,9 @@ pytestmark = pytest.mark.docker
 
 ENTRYPOINT = ["python3", "-m", "tutorial_app.entrypoint"]
 WORK_DIR = "/golem/work"
+IMAGE_UID = 1000
+# A uid the image's /etc/passwd does not know, as a node's is.
+UNKNOWN_UID = 4321
 REPO = Path(__file__).resolve().parents[2]
 # Well inside `docker stop`'s 10 s grace: a container that ignored SIGTERM
 # would take the whole grace and then be SIGKILLed.
@@ -18,22 +21,47 @@ PROMPT_STOP_SECONDS = 5.0
 APP_PORT = 50005
 
 
-def test_runs_as_non_root_user_owning_the_work_dir(image: str) -> None:
+def test_default_user_is_uid_1000_in_group_0_owning_the_work_dir(image: str) -> None:
+    """Without --user: uid 1000, group 0, in /golem/work, which it may write."""
     result = dockerutil.run(
         image, "-c", 'id -u; id -g; pwd; touch probe && echo writable',
         entrypoint="sh")
     assert result.returncode == 0, result.stderr
     uid, gid, cwd, writable = result.stdout.split()
-    assert int(uid) != 0 and int(gid) != 0
+    assert (int(uid), int(gid)) == (IMAGE_UID, 0)
     assert cwd == WORK_DIR
     assert writable == "writable"
 
 
+def test_a_uid_the_image_does_not_know_has_home_work_dir_and_venv(image: str) -> None:
+    """``--user 4321`` alone (a node's way): group 0, a writable HOME and work dir, a usable venv.
+
+    Measured before the change: HOME was "/" (not writable) and /golem/work
+    belonged to golem:golem 0755, closed to any other uid.
+    """
+    script = (
+        'id -u; id -g; echo "$HOME"; '
+        'touch "$HOME/probe" && touch /golem/work/probe && echo writable; '
+        'python3 -c "import tutorial_app.entrypoint, engine._native, grpclib" && echo imports; '
+        'find /opt/venv ! -perm -o=r -o -type d ! -perm -o=x | wc -l'
+    )
+    result = dockerutil.run(image, "-c", script, entrypoint="sh", options=["--user", str(UNKNOWN_UID)])
+    assert result.returncode == 0, result.stderr
+    uid, gid, home, writable, imports, closed = result.stdout.split()
+    assert (int(uid), int(gid)) == (UNKNOWN_UID, 0)
+    assert home == "/golem"
+    assert (writable, imports) == ("writable", "imports")
+    # Every file of the venv readable, every directory enterable, by anyone.
+    assert closed == "0"
+
+
 def test_image_config_declares_the_app_entrypoint(image: str) -> None:
+    """Entrypoint, work dir, numeric default user and HOME as the image declares them."""
     config = dockerutil.inspect_image(image)["Config"]
     assert config["Entrypoint"] == ENTRYPOINT
     assert config["WorkingDir"] == WORK_DIR
-    assert config["User"] not in ("", "0", "root")
+    assert config["User"] == str(IMAGE_UID)
+    assert "HOME=/golem" in config["Env"]
 
 
 def test_entrypoint_python_is_the_venv_python(image: str) -> None:
@@ -54,14 +82,23 @@ def test_entrypoint_python_is_the_venv_python(image: str) -> None:
         (["requestor", "not-a-port"], "not a port number"),
         (["provider", "70000"], "not a port number"),
         (["requestor"], "required"),
-        (["requestor", str(APP_PORT), "--work-dir", "/nonexistent"], "does not exist"),
     ],
 )
 def test_entrypoint_rejects_bad_arguments(image: str, args: list[str], complaint: str) -> None:
+    """A bad command line: status 2, the usage and what is wrong."""
     result = dockerutil.run(image, *args)
     assert result.returncode == 2, (result.stdout, result.stderr)
     assert "usage:" in result.stderr
     assert complaint in result.stderr
+
+
+def test_entrypoint_names_a_missing_work_dir_in_one_line(image: str) -> None:
+    """A missing --work-dir: status 2 and one line naming it and the uid (the command line was fine)."""
+    result = dockerutil.run(image, "requestor", str(APP_PORT), "--work-dir", "/nonexistent")
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    (line,) = result.stderr.strip().splitlines()
+    assert "work dir /nonexistent does not exist" in line
+    assert f"uid {IMAGE_UID}" in line
 
 
 def test_native_extension_imports(image: str) -> None:
