@@ -39,7 +39,7 @@ from multiprocessing.connection import Connection, wait
 from types import TracebackType
 from typing import Any
 
-from engine.cores import usable_cores
+from engine.cores import check_worker_count, usable_workers
 from engine.errors import EngineError, SearchCancelled, WorkerCrashed
 from engine.kernels import Kernel, choose_kernel
 from engine.pow import check_difficulty, sha256_hex, target_bytes
@@ -85,11 +85,10 @@ class Supervisor:
     """A pool of search workers; a context manager that closes the pool on exit."""
 
     def __init__(self, workers: int | None = None, *, kernel: str | None = None) -> None:
+        """`workers` None sizes the pool by usable_workers() (CPUs and the memory limit)."""
         if workers is None:
-            workers = usable_cores()
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-            raise ValueError(f"workers must be a positive int, got {workers!r}")
-        self._workers = workers
+            workers = usable_workers()
+        self._workers = check_worker_count(workers)
         self._kernel: Kernel = choose_kernel(kernel)
         self._ctx = multiprocessing.get_context("spawn")  # START_METHOD, spelled out for the type checker
         self._state_lock = threading.Lock()  # guards start/close
