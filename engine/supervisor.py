@@ -9,8 +9,9 @@ Data flow (one search)::
         │  STOP_CHUNK=∞, CANCEL=0  ──▶ │ NEXT_CHUNK  ◀── claim c = NEXT++ ─┤◀──    claim chunk c (under lock)
         │                              │ STOP_CHUNK  ◀── min(c) on a find ─┤◀──    scan c in ~5 ms slices,
         │                              │ HASHES[i]   ◀── nonces tried ─────┤◀──    checking CANCEL and c > STOP
-        │  polls should_stop/cancel    └───────────────────────────────────┘
-        │  every 10 ms; on stop sets CANCEL
+        │  every 10 ms: polls          └───────────────────────────────────┘
+        │  should_stop/cancel (on stop sets CANCEL); the watchdog reads
+        │  HASHES[i]: still > stall_seconds -> kill, WorkerStalled
         ◀── ("found", nonce) / ("done", hashes) ──────────────────────pipe───  send
         │  waits on pipes + process sentinels (a dead worker -> WorkerCrashed)
         ▼
@@ -21,9 +22,15 @@ solution exists in a lower one, so every chunk below the lowest solution's
 chunk is scanned to its end: the answer is the smallest valid nonce, the same
 as the sequential reference for every worker count.
 
+A worker that dies or stalls (its hash counter still for stall_seconds: it
+was stopped, frozen, or is stuck, perhaps holding the shared lock) fails the
+search rather than being worked around: its chunk is unfinished, and a lock
+it held would block the others. The pool is torn down, so the next search
+starts a fresh one.
+
 Workers are started with "spawn" (never fork from a threaded process) and
-stay alive between searches; close() joins them with a deadline, then
-terminates, then kills.
+stay alive between searches; start() is all or nothing; close() joins them
+with a deadline, then terminates, then kills.
 """
 from __future__ import annotations
 
@@ -40,7 +47,7 @@ from types import TracebackType
 from typing import Any
 
 from engine.cores import check_worker_count, usable_workers
-from engine.errors import EngineError, SearchCancelled, WorkerCrashed
+from engine.errors import EngineError, PoolStartFailed, SearchCancelled, WorkerCrashed, WorkerStalled
 from engine.kernels import Kernel, choose_kernel
 from engine.pow import check_difficulty, sha256_hex, target_bytes
 from engine.records import Progress, Solution
@@ -58,6 +65,14 @@ CHUNK_SECONDS = 0.03
 POLL_SECONDS = 0.01
 # After a cancel, how long workers get to acknowledge before the pool is torn down.
 CANCEL_GRACE_SECONDS = 1.0
+# A searching worker whose hash counter has not moved for this long is
+# stopped, frozen or stuck: it is killed and the search fails (WorkerStalled).
+# A healthy worker moves it every slice (SLICE_SECONDS); the default leaves room
+# for a machine that is heavily oversubscribed.
+STALL_SECONDS = 5.0
+# A worker that has not said "ready" this long after start() is stalled too:
+# its interpreter boots in ~0.1 s, far longer on a loaded machine.
+BOOT_SECONDS = 30.0
 
 
 _main_swap = threading.Lock()
@@ -81,14 +96,39 @@ def _bare_main() -> Iterator[None]:
                 sys.modules["__main__"] = real
 
 
-class Supervisor:
-    """A pool of search workers; a context manager that closes the pool on exit."""
+def _discard(procs: list[Any], conns: list[Connection]) -> None:
+    """Kill workers that never served (a start that failed half-way) and close their pipes."""
+    for conn in conns:
+        conn.close()
+    for proc in procs:
+        with contextlib.suppress(OSError, ValueError):
+            proc.kill()
+    for proc in procs:
+        proc.join(2.0)
+        if not proc.is_alive():
+            proc.close()
 
-    def __init__(self, workers: int | None = None, *, kernel: str | None = None) -> None:
-        """`workers` None sizes the pool by usable_workers() (CPUs and the memory limit)."""
+
+class Supervisor:
+    """A pool of search workers; a context manager that closes the pool on exit.
+
+    One search at a time; cancel() and close() may be called from any thread.
+    """
+
+    def __init__(
+        self, workers: int | None = None, *, kernel: str | None = None, stall_seconds: float = STALL_SECONDS
+    ) -> None:
+        """`workers` None sizes the pool by usable_workers() (CPUs and the memory limit).
+
+        `stall_seconds`: a searching worker whose hash counter stays still this
+        long is killed and the search raises WorkerStalled.
+        """
         if workers is None:
             workers = usable_workers()
         self._workers = check_worker_count(workers)
+        if not 0 < stall_seconds < float("inf"):
+            raise ValueError(f"stall_seconds must be a positive number, got {stall_seconds!r}")
+        self._stall_seconds = stall_seconds
         self._kernel: Kernel = choose_kernel(kernel)
         self._ctx = multiprocessing.get_context("spawn")  # START_METHOD, spelled out for the type checker
         self._state_lock = threading.Lock()  # guards start/close
@@ -97,7 +137,8 @@ class Supervisor:
         self._closing = False
         self._procs: list[Any] = []
         self._conns: list[Connection] = []
-        self._ready: set[int] = set()
+        self._ready: set[int] = set()  # indices of the workers that have booted
+        self._started_at = 0.0  # time.perf_counter() of the last start()
         self._shared: Any = None
         self._lock: Any = None
         self._job = 0
@@ -127,32 +168,54 @@ class Supervisor:
         self.close()
 
     def start(self) -> None:
-        """Start the worker processes now, without waiting for them to boot; idempotent."""
+        """Start the worker processes now, without waiting for them to boot; idempotent.
+
+        All or nothing: if any worker cannot be started, the ones already
+        started are killed, every pipe is closed and PoolStartFailed is
+        raised; a later start() or search() tries afresh.
+        """
         with self._state_lock:
             if self._closing:
                 raise EngineError("supervisor is closed")
             if self._procs:
                 return
             began = time.perf_counter()
-            self._shared = self._ctx.RawArray("q", HASHES + self._workers)
-            self._lock = self._ctx.Lock()
+            procs: list[Any] = []
+            conns: list[Connection] = []
+            try:
+                shared = self._ctx.RawArray("q", HASHES + self._workers)
+                lock = self._ctx.Lock()
+                for index in range(self._workers):
+                    parent_end, child_end = self._ctx.Pipe(duplex=True)
+                    try:
+                        proc = self._ctx.Process(
+                            target=worker_main,
+                            args=(child_end, shared, lock, index, SLICE_SECONDS),
+                            name=f"engine-worker-{index}",
+                            daemon=True,
+                        )
+                        with _bare_main():
+                            proc.start()
+                    except BaseException:
+                        parent_end.close()
+                        raise
+                    finally:
+                        child_end.close()  # the child has its own copy now, or never will
+                    procs.append(proc)
+                    conns.append(parent_end)
+            except BaseException as exc:
+                _discard(procs, conns)
+                if isinstance(exc, Exception):
+                    raise PoolStartFailed(
+                        f"could not start search worker {len(procs) + 1} of {self._workers}: {exc}"
+                    ) from exc
+                raise
+            self._shared, self._lock, self._procs, self._conns = shared, lock, procs, conns
             self._ready = set()
-            for index in range(self._workers):
-                parent_end, child_end = self._ctx.Pipe(duplex=True)
-                proc = self._ctx.Process(
-                    target=worker_main,
-                    args=(child_end, self._shared, self._lock, index, SLICE_SECONDS),
-                    name=f"engine-worker-{index}",
-                    daemon=True,
-                )
-                with _bare_main():
-                    proc.start()
-                child_end.close()
-                self._procs.append(proc)
-                self._conns.append(parent_end)
+            self._started_at = time.perf_counter()
             log.info(
                 "engine: started %d %s workers (kernel %s) in %.0f ms",
-                self._workers, START_METHOD, self._kernel.name, (time.perf_counter() - began) * 1e3,
+                self._workers, START_METHOD, self._kernel.name, (self._started_at - began) * 1e3,
             )
 
     def cancel(self) -> None:
@@ -171,7 +234,14 @@ class Supervisor:
         progress: Callable[[Progress], None] | None = None,
         progress_interval: float = 0.5,
     ) -> Solution:
-        """Find the smallest valid nonce; blocks, starting the pool if needed."""
+        """Find the smallest valid nonce; blocks, starting the pool if needed.
+
+        Stops early with SearchCancelled on cancel(), close() or a true
+        `should_stop()` (polled every POLL_SECONDS). `progress` is called in
+        this thread every `progress_interval` s. A worker that dies raises
+        WorkerCrashed, one that stalls WorkerStalled; either way the pool is
+        stopped and the next search starts a fresh one.
+        """
         if not isinstance(input_data, str):
             raise TypeError(f"input_data must be str, got {type(input_data).__name__}")
         check_difficulty(difficulty)
@@ -229,6 +299,10 @@ class Supervisor:
         cancelled_at: float | None = None
         stopping_at: float | None = None  # first solution or cancel seen
         next_progress = began + progress_interval
+        # The watchdog: each worker's counter and when it last moved (or the
+        # worker said "ready"). Before "ready" a worker is booting.
+        counts = [shared[HASHES + i] for i in range(self._workers)]
+        moved = [began] * self._workers
         while pending:
             if not self._procs:  # torn down by close() from another thread
                 raise SearchCancelled("supervisor closed during the search", hashes=hashes)
@@ -248,7 +322,8 @@ class Supervisor:
                     self._crashed(procs[by_conn[obj]])
                 kind = message[0]
                 if kind == "ready":
-                    self._ready.add(message[1])
+                    self._ready.add(by_conn[obj])
+                    moved[by_conn[obj]] = time.perf_counter()
                 elif message[1] != job:
                     continue  # a late answer from an earlier, abandoned job
                 elif kind == "found":
@@ -266,6 +341,8 @@ class Supervisor:
                 cancelled_at = now
                 if stopping_at is None:
                     stopping_at = now
+            if cancelled_at is None and pending:
+                self._watch(pending, procs, shared, counts, moved, now)
             if cancelled_at is not None and pending and now - cancelled_at > CANCEL_GRACE_SECONDS:
                 log.warning("engine: workers ignored a cancel for %.1f s; tearing the pool down", now - cancelled_at)
                 self._teardown(0.1)
@@ -305,6 +382,47 @@ class Supervisor:
         if self._closing:
             raise SearchCancelled("supervisor closed during the search")
         raise WorkerCrashed(f"search worker {name} (pid {pid}) died with exit code {code}")
+
+    def _watch(
+        self, pending: set[int], procs: list[Any], shared: Any, counts: list[int], moved: list[float], now: float
+    ) -> None:
+        """Raise WorkerStalled if a pending worker's hash counter has stood still too long."""
+        stalled: list[int] = []
+        quiet = 0.0
+        for i in pending:
+            count = shared[HASHES + i]
+            if count != counts[i]:
+                counts[i], moved[i] = count, now
+                continue
+            if i in self._ready:
+                still, allowed = now - moved[i], self._stall_seconds
+            else:
+                still, allowed = now - self._started_at, max(BOOT_SECONDS, self._stall_seconds)
+            if still > allowed:
+                stalled.append(i)
+                quiet = max(quiet, still)
+        if stalled:
+            self._stalled([procs[i] for i in stalled], quiet)
+
+    def _stalled(self, stuck: list[Any], quiet: float) -> None:
+        """Kill the stalled workers, tear the pool down and raise WorkerStalled."""
+        if self._closing:
+            raise SearchCancelled("supervisor closed during the search")
+        described = ", ".join(f"{proc.name} (pid {proc.pid})" for proc in stuck)
+        # SIGKILL reaches a stopped or frozen process; nothing of its state is needed.
+        for proc in stuck:
+            with contextlib.suppress(OSError, ValueError):
+                proc.kill()
+        shared = self._shared
+        if shared is not None:
+            shared[CANCEL] = 1  # the healthy workers leave the job before the teardown asks them to exit
+        self._teardown(0.2)
+        if self._closing:
+            raise SearchCancelled("supervisor closed during the search")
+        log.warning("engine: search worker %s made no progress for %.1f s; pool stopped", described, quiet)
+        raise WorkerStalled(
+            f"search worker {described} made no progress for {quiet:.1f} s (stopped or stuck); it was killed"
+        )
 
     def close(self, timeout: float = 1.0) -> None:
         """Stop the workers: join them for `timeout` s, then terminate, then kill; idempotent."""
