@@ -9,9 +9,11 @@ Data flow (one search)::
         │  STOP_CHUNK=∞, CANCEL=0  ──▶ │ NEXT_CHUNK  ◀── claim c = NEXT++ ─┤◀──    claim chunk c (under lock)
         │                              │ STOP_CHUNK  ◀── min(c) on a find ─┤◀──    scan c in ~5 ms slices,
         │                              │ HASHES[i]   ◀── nonces tried ─────┤◀──    checking CANCEL and c > STOP
-        │  every 10 ms: polls          └───────────────────────────────────┘
-        │  should_stop/cancel (on stop sets CANCEL); the watchdog reads
-        │  HASHES[i]: still > stall_seconds -> kill, WorkerStalled
+        │  every 10 ms: polls          └──────┬────────────────────────────┘
+        │  should_stop/cancel (on stop        │ read: sum of HASHES[i]
+        │  sets CANCEL); the watchdog reads   ├──▶ progress callback (this thread, every progress_interval)
+        │  HASHES[i]: still > stall_seconds   └──▶ Supervisor.progress() (any thread, any time)
+        │  -> kill, WorkerStalled
         ◀── ("found", nonce) / ("done", hashes) ──────────────────────pipe───  send
         │  waits on pipes + process sentinels (a dead worker -> WorkerCrashed)
         ▼
@@ -112,7 +114,8 @@ def _discard(procs: list[Any], conns: list[Connection]) -> None:
 class Supervisor:
     """A pool of search workers; a context manager that closes the pool on exit.
 
-    One search at a time; cancel() and close() may be called from any thread.
+    One search at a time; cancel(), progress() and close() may be called
+    from any thread.
     """
 
     def __init__(
@@ -142,6 +145,9 @@ class Supervisor:
         self._shared: Any = None
         self._lock: Any = None
         self._job = 0
+        # (began, ended or None) of the last search, replaced as a whole so
+        # progress() reads a consistent pair from any thread.
+        self._span: tuple[float, float | None] | None = None
         # Of the last search: first solution (or cancel) seen -> every worker idle.
         self.last_stop_seconds: float | None = None
 
@@ -225,6 +231,24 @@ class Supervisor:
         if shared is not None:
             shared[CANCEL] = 1  # workers see it within one slice
 
+    def progress(self) -> Progress:
+        """Work of the running search so far, or of the last one; cheap and safe from any thread.
+
+        Sums the workers' shared hash counters, which each worker updates after
+        every scan slice (about SLICE_SECONDS, 5 ms): poll it as often as you
+        like, e.g. to report progress while search() blocks another thread.
+        The count lags by at most one slice per worker and, when a search
+        ends, equals its Solution.hashes. Before the first search and after
+        close(): all zeros.
+        """
+        shared, span = self._shared, self._span
+        if shared is None or span is None:
+            return Progress(0, 0.0, 0.0)
+        began, ended = span
+        hashes = sum(shared[HASHES + i] for i in range(self._workers))
+        seconds = (time.perf_counter() if ended is None else ended) - began
+        return Progress(hashes, seconds, hashes / seconds if seconds > 0 else 0.0)
+
     def search(
         self,
         input_data: str,
@@ -238,7 +262,8 @@ class Supervisor:
 
         Stops early with SearchCancelled on cancel(), close() or a true
         `should_stop()` (polled every POLL_SECONDS). `progress` is called in
-        this thread every `progress_interval` s. A worker that dies raises
+        this thread every `progress_interval` s; progress() reads the same
+        figures from any other thread. A worker that dies raises
         WorkerCrashed, one that stalls WorkerStalled; either way the pool is
         stopped and the next search starts a fresh one.
         """
@@ -260,6 +285,10 @@ class Supervisor:
                 if shared is not None:
                     shared[CANCEL] = 1
                 raise
+            finally:
+                span = self._span
+                if span is not None and span[1] is None:
+                    self._span = (span[0], time.perf_counter())  # progress() stops its clock
         finally:
             self._search_lock.release()
 
@@ -285,6 +314,7 @@ class Supervisor:
                 shared[HASHES + i] = 0
             shared[JOB] = job
         began = time.perf_counter()
+        self._span = (began, None)
         procs, conns = list(self._procs), list(self._conns)
         for proc, conn in zip(procs, conns):
             try:
