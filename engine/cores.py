@@ -208,21 +208,23 @@ def usable_workers(
     overrides both (with a warning if memory would not allow it).
     """
     override = workers_override()
+    cores = override if override is not None else cpu_cores(cgroup_root, proc_cgroup)
     limit = cgroup_memory_limit(cgroup_root, proc_cgroup)
-    fits = None if limit is None else memory_workers(limit, own_resident_bytes(statm))
+    if limit is None:
+        return cores
+    own = own_resident_bytes(statm)
+    fits = memory_workers(limit, own)
+    if fits >= cores:
+        return cores
     if override is not None:
-        if fits is not None and override > fits:
-            log.warning(
-                "engine: %s=%d workers, but the memory limit of %d MiB fits only %d; the pool may be OOM-killed",
-                WORKERS_ENV, override, limit >> 20, fits,
-            )
-        return override
-    cores = cpu_cores(cgroup_root, proc_cgroup)
-    if fits is not None and fits < cores:
         log.warning(
-            "engine: %d workers, not %d: memory decides (limit %d MiB, %d MiB per worker, %d MiB for this process"
-            " and headroom)",
-            fits, cores, limit >> 20, WORKER_BYTES >> 20, (own_resident_bytes(statm) + MEMORY_MARGIN_BYTES) >> 20,
+            "engine: %s=%d workers, but the memory limit of %d MiB fits only %d; the pool may be OOM-killed",
+            WORKERS_ENV, override, limit >> 20, fits,
         )
-        return fits
-    return cores
+        return override
+    log.warning(
+        "engine: %d workers, not %d: memory decides (limit %d MiB, %d MiB per worker, %d MiB for this process"
+        " and headroom)",
+        fits, cores, limit >> 20, WORKER_BYTES >> 20, (own + MEMORY_MARGIN_BYTES) >> 20,
+    )
+    return fits

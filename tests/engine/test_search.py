@@ -197,7 +197,7 @@ def test_progress_is_readable_from_another_thread_while_searching(python_pool: S
     assert seen[-1].rate > 0 and seen[-1].seconds > 0.5
     # After the search: the final count, no longer growing.
     final = python_pool.progress()
-    assert final.hashes == outcome[0].hashes  # type: ignore[attr-defined]
+    assert final.hashes == outcome[0].hashes
     time.sleep(0.05)
     assert python_pool.progress() == final
 
