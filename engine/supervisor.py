@@ -28,7 +28,8 @@ A worker that dies or stalls (its hash counter still for stall_seconds: it
 was stopped, frozen, or is stuck, perhaps holding the shared lock) fails the
 search rather than being worked around: its chunk is unfinished, and a lock
 it held would block the others. The pool is torn down, so the next search
-starts a fresh one.
+starts a fresh one. Stillness counts only time the supervisor itself ran: a
+pause of the whole pool (`docker pause`, a starved machine) is no stall.
 
 Workers are started with "spawn" (never fork from a threaded process) and
 stay alive between searches; start() is all or nothing; close() joins them
@@ -72,9 +73,14 @@ CANCEL_GRACE_SECONDS = 1.0
 # A healthy worker moves it every slice (SLICE_SECONDS); the default leaves room
 # for a machine that is heavily oversubscribed.
 STALL_SECONDS = 5.0
-# A worker that has not said "ready" this long after start() is stalled too:
+# A worker that has not said "ready" this long into a search is stalled too:
 # its interpreter boots in ~0.1 s, far longer on a loaded machine.
 BOOT_SECONDS = 30.0
+# The most one look of the watchdog adds to a worker's stillness. Looks come
+# every POLL_SECONDS; a longer gap means this process itself did not run
+# (frozen together with its workers, as by `docker pause`, or starved), and
+# time nobody watched proves nothing about the workers.
+WATCH_STEP_SECONDS = 0.25
 
 
 _main_swap = threading.Lock()
@@ -111,6 +117,27 @@ def _discard(procs: list[Any], conns: list[Connection]) -> None:
             proc.close()
 
 
+class _Watchdog:
+    """How long each worker's hash counter has stood still in one search, as this process saw it."""
+
+    def __init__(self, workers: int, now: float) -> None:
+        self._counts: list[int | None] = [None] * workers
+        self._looked = now
+        # Seconds each worker's counter has not moved; set to 0 when the worker shows life otherwise.
+        self.still = [0.0] * workers
+
+    def look(self, counts: dict[int, int], now: float) -> None:
+        """Take the current counters of the workers still at work."""
+        step = min(max(0.0, now - self._looked), WATCH_STEP_SECONDS)
+        self._looked = now
+        for i, count in counts.items():
+            if count != self._counts[i]:
+                self._counts[i] = count
+                self.still[i] = 0.0
+            else:
+                self.still[i] += step
+
+
 class Supervisor:
     """A pool of search workers; a context manager that closes the pool on exit.
 
@@ -141,7 +168,6 @@ class Supervisor:
         self._procs: list[Any] = []
         self._conns: list[Connection] = []
         self._ready: set[int] = set()  # indices of the workers that have booted
-        self._started_at = 0.0  # time.perf_counter() of the last start()
         self._shared: Any = None
         self._lock: Any = None
         self._job = 0
@@ -218,10 +244,9 @@ class Supervisor:
                 raise
             self._shared, self._lock, self._procs, self._conns = shared, lock, procs, conns
             self._ready = set()
-            self._started_at = time.perf_counter()
             log.info(
                 "engine: started %d %s workers (kernel %s) in %.0f ms",
-                self._workers, START_METHOD, self._kernel.name, (self._started_at - began) * 1e3,
+                self._workers, START_METHOD, self._kernel.name, (time.perf_counter() - began) * 1e3,
             )
 
     def cancel(self) -> None:
@@ -329,10 +354,7 @@ class Supervisor:
         cancelled_at: float | None = None
         stopping_at: float | None = None  # first solution or cancel seen
         next_progress = began + progress_interval
-        # The watchdog: each worker's counter and when it last moved (or the
-        # worker said "ready"). Before "ready" a worker is booting.
-        counts = [shared[HASHES + i] for i in range(self._workers)]
-        moved = [began] * self._workers
+        watchdog = _Watchdog(self._workers, began)
         while pending:
             if not self._procs:  # torn down by close() from another thread
                 raise SearchCancelled("supervisor closed during the search", hashes=hashes)
@@ -353,7 +375,7 @@ class Supervisor:
                 kind = message[0]
                 if kind == "ready":
                     self._ready.add(by_conn[obj])
-                    moved[by_conn[obj]] = time.perf_counter()
+                    watchdog.still[by_conn[obj]] = 0.0
                 elif message[1] != job:
                     continue  # a late answer from an earlier, abandoned job
                 elif kind == "found":
@@ -372,7 +394,7 @@ class Supervisor:
                 if stopping_at is None:
                     stopping_at = now
             if cancelled_at is None and pending:
-                self._watch(pending, procs, shared, counts, moved, now)
+                self._watch(watchdog, pending, procs, shared, now)
             if cancelled_at is not None and pending and now - cancelled_at > CANCEL_GRACE_SECONDS:
                 log.warning("engine: workers ignored a cancel for %.1f s; tearing the pool down", now - cancelled_at)
                 self._teardown(0.1)
@@ -413,26 +435,15 @@ class Supervisor:
             raise SearchCancelled("supervisor closed during the search")
         raise WorkerCrashed(f"search worker {name} (pid {pid}) died with exit code {code}")
 
-    def _watch(
-        self, pending: set[int], procs: list[Any], shared: Any, counts: list[int], moved: list[float], now: float
-    ) -> None:
+    def _watch(self, watchdog: _Watchdog, pending: set[int], procs: list[Any], shared: Any, now: float) -> None:
         """Raise WorkerStalled if a pending worker's hash counter has stood still too long."""
-        stalled: list[int] = []
-        quiet = 0.0
-        for i in pending:
-            count = shared[HASHES + i]
-            if count != counts[i]:
-                counts[i], moved[i] = count, now
-                continue
-            if i in self._ready:
-                still, allowed = now - moved[i], self._stall_seconds
-            else:
-                still, allowed = now - self._started_at, max(BOOT_SECONDS, self._stall_seconds)
-            if still > allowed:
-                stalled.append(i)
-                quiet = max(quiet, still)
+        watchdog.look({i: shared[HASHES + i] for i in pending}, now)
+        booting = max(BOOT_SECONDS, self._stall_seconds)
+        stalled = [
+            i for i in pending if watchdog.still[i] > (self._stall_seconds if i in self._ready else booting)
+        ]
         if stalled:
-            self._stalled([procs[i] for i in stalled], quiet)
+            self._stalled([procs[i] for i in stalled], max(watchdog.still[i] for i in stalled))
 
     def _stalled(self, stuck: list[Any], quiet: float) -> None:
         """Kill the stalled workers, tear the pool down and raise WorkerStalled."""

@@ -392,3 +392,58 @@ def test_a_pool_start_failing_half_way_leaves_nothing_and_can_be_retried(
     finally:
         supervisor.close()
     assert me.num_fds() == fds
+
+
+def test_a_pause_of_the_whole_pool_is_not_a_stall() -> None:
+    # `docker pause` freezes the supervisor with its workers; the monotonic
+    # clock runs on. After the thaw, the time nobody ran must not count as
+    # the workers' stillness.
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    code = (
+        "import time, engine\n"
+        "s = engine.Supervisor(2, stall_seconds=0.5); s.search('w', 0)\n"
+        "print(*s.pids(), flush=True)\n"
+        "t = time.perf_counter()\n"
+        "try:\n"
+        "    s.search('x', 256, should_stop=lambda: time.perf_counter() - t > 2.5)\n"
+        "except engine.SearchCancelled:\n"
+        "    print('cancelled', flush=True)\n"
+        "except engine.WorkerStalled as e:\n"
+        "    print('stalled', e, flush=True)\n"
+        "s.close()\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        group = [child.pid, *(int(p) for p in child.stdout.readline().split())]
+        time.sleep(0.2)
+        for pid in group:
+            os.kill(pid, signal.SIGSTOP)
+        time.sleep(1.2)  # more than twice the stall bound
+        for pid in group:  # the supervisor thaws first: the worst order a freezer may pick
+            os.kill(pid, signal.SIGCONT)
+        out, _ = child.communicate(timeout=20)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert out.strip() == "cancelled"
+    assert_gone(group[1:])
+
+
+def test_the_watchdog_counts_only_time_it_watched() -> None:
+    from engine.supervisor import WATCH_STEP_SECONDS, _Watchdog
+
+    dog = _Watchdog(2, now=0.0)
+    dog.look({0: 0, 1: 0}, 0.01)
+    for k in range(2, 101):  # one second of looks every 10 ms; worker 1 keeps hashing
+        dog.look({0: 0, 1: k}, k * 0.01)
+    assert dog.still[0] == pytest.approx(0.99) and dog.still[1] == 0.0
+    dog.look({0: 0, 1: 101}, 60.0)  # this process did not run for a minute
+    assert dog.still[0] == pytest.approx(0.99 + WATCH_STEP_SECONDS)
+    dog.look({0: 5}, 60.01)  # moved: still again from zero; a finished worker is not looked at
+    assert dog.still == [0.0, 0.0]
