@@ -265,13 +265,13 @@ def test_workers_exit_when_their_parent_is_killed(busy: bool) -> None:
 # --- liveness: the watchdog (issue 10, finding 10) -------------------------------------------------
 
 
-def suspend_after(pids_of: Supervisor, delay: float, victims: list[int]) -> Callable[[], bool]:
+def suspend_after(supervisor: Supervisor, delay: float, victims: list[int]) -> Callable[[], bool]:
     """A should_stop that SIGSTOPs the pool's first worker once, `delay` s into the search."""
     began = time.perf_counter()
 
     def stop_one() -> bool:
         if not victims and time.perf_counter() - began > delay:
-            pid = pids_of.pids()[0]
+            pid = supervisor.pids()[0]
             psutil.Process(pid).suspend()
             victims.append(pid)
         return False
