@@ -3,7 +3,7 @@
 No gRPC and no asyncio here; usable on its own::
 
     from engine import search
-    solution = search("some input", difficulty=16)  # all usable cores
+    solution = search("some input", difficulty=16)  # all usable cores, memory permitting
 
 Names are imported on first use, so a worker process that needs only
 ``engine.worker`` does not pay for the rest at start-up.
@@ -15,8 +15,15 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from engine.scoring import BENCHMARK_MAX_SCORE, benchmark
-    from engine.cores import usable_cores
-    from engine.errors import EngineError, SearchCancelled, WorkerCrashed
+    from engine.cores import usable_cores, usable_workers
+    from engine.errors import (
+        EngineError,
+        InvalidWorkerCount,
+        PoolStartFailed,
+        SearchCancelled,
+        WorkerCrashed,
+        WorkerStalled,
+    )
     from engine.kernels import available_kernels, default_kernel
     from engine.pow import reference_search, sha256_hex, target_for, verify
     from engine.records import Progress, Solution
@@ -26,9 +33,13 @@ _HOMES = {
     "BENCHMARK_MAX_SCORE": "engine.scoring",
     "benchmark": "engine.scoring",
     "usable_cores": "engine.cores",
+    "usable_workers": "engine.cores",
     "EngineError": "engine.errors",
+    "InvalidWorkerCount": "engine.errors",
+    "PoolStartFailed": "engine.errors",
     "SearchCancelled": "engine.errors",
     "WorkerCrashed": "engine.errors",
+    "WorkerStalled": "engine.errors",
     "available_kernels": "engine.kernels",
     "default_kernel": "engine.kernels",
     "reference_search": "engine.pow",
@@ -44,11 +55,14 @@ _HOMES = {
 __all__ = [
     "BENCHMARK_MAX_SCORE",
     "EngineError",
+    "InvalidWorkerCount",
+    "PoolStartFailed",
     "Progress",
     "SearchCancelled",
     "Solution",
     "Supervisor",
     "WorkerCrashed",
+    "WorkerStalled",
     "available_kernels",
     "benchmark",
     "default_kernel",
@@ -57,6 +71,7 @@ __all__ = [
     "sha256_hex",
     "target_for",
     "usable_cores",
+    "usable_workers",
     "verify",
 ]
 

@@ -16,4 +16,16 @@ class SearchCancelled(EngineError):
 
 
 class WorkerCrashed(EngineError):
-    """A worker process died while the pool was in use."""
+    """A worker process died while the pool was in use; the pool is stopped and restarts at the next search."""
+
+
+class WorkerStalled(WorkerCrashed):
+    """A worker stopped making progress (stopped, frozen or stuck); it was killed like a dead one."""
+
+
+class PoolStartFailed(EngineError):
+    """The pool could not start all its workers; none is left running."""
+
+
+class InvalidWorkerCount(EngineError, ValueError):
+    """A worker count (an argument or $TUTORIAL_APP_WORKERS) is not a usable number of processes."""

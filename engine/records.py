@@ -18,7 +18,7 @@ class Solution:
 
 @dataclass(frozen=True)
 class Progress:
-    """A running search's work so far."""
+    """A running search's work so far: from the search's progress callback or Supervisor.progress()."""
 
     hashes: int
     seconds: float

@@ -9,8 +9,11 @@ Data flow (one search)::
         │  STOP_CHUNK=∞, CANCEL=0  ──▶ │ NEXT_CHUNK  ◀── claim c = NEXT++ ─┤◀──    claim chunk c (under lock)
         │                              │ STOP_CHUNK  ◀── min(c) on a find ─┤◀──    scan c in ~5 ms slices,
         │                              │ HASHES[i]   ◀── nonces tried ─────┤◀──    checking CANCEL and c > STOP
-        │  polls should_stop/cancel    └───────────────────────────────────┘
-        │  every 10 ms; on stop sets CANCEL
+        │  every 10 ms: polls          └──────┬────────────────────────────┘
+        │  should_stop/cancel (on stop        │ read: sum of HASHES[i]
+        │  sets CANCEL); the watchdog reads   ├──▶ progress callback (this thread, every progress_interval)
+        │  HASHES[i]: still > stall_seconds   └──▶ Supervisor.progress() (any thread, any time)
+        │  -> kill, WorkerStalled
         ◀── ("found", nonce) / ("done", hashes) ──────────────────────pipe───  send
         │  waits on pipes + process sentinels (a dead worker -> WorkerCrashed)
         ▼
@@ -21,9 +24,16 @@ solution exists in a lower one, so every chunk below the lowest solution's
 chunk is scanned to its end: the answer is the smallest valid nonce, the same
 as the sequential reference for every worker count.
 
+A worker that dies or stalls (its hash counter still for stall_seconds: it
+was stopped, frozen, or is stuck, perhaps holding the shared lock) fails the
+search rather than being worked around: its chunk is unfinished, and a lock
+it held would block the others. The pool is torn down, so the next search
+starts a fresh one. Stillness counts only time the supervisor itself ran: a
+pause of the whole pool (`docker pause`, a starved machine) is no stall.
+
 Workers are started with "spawn" (never fork from a threaded process) and
-stay alive between searches; close() joins them with a deadline, then
-terminates, then kills.
+stay alive between searches; start() is all or nothing; close() joins them
+with a deadline, then terminates, then kills.
 """
 from __future__ import annotations
 
@@ -39,8 +49,8 @@ from multiprocessing.connection import Connection, wait
 from types import TracebackType
 from typing import Any
 
-from engine.cores import usable_cores
-from engine.errors import EngineError, SearchCancelled, WorkerCrashed
+from engine.cores import check_worker_count, usable_workers
+from engine.errors import EngineError, PoolStartFailed, SearchCancelled, WorkerCrashed, WorkerStalled
 from engine.kernels import Kernel, choose_kernel
 from engine.pow import check_difficulty, sha256_hex, target_bytes
 from engine.records import Progress, Solution
@@ -58,6 +68,19 @@ CHUNK_SECONDS = 0.03
 POLL_SECONDS = 0.01
 # After a cancel, how long workers get to acknowledge before the pool is torn down.
 CANCEL_GRACE_SECONDS = 1.0
+# A searching worker whose hash counter has not moved for this long is
+# stopped, frozen or stuck: it is killed and the search fails (WorkerStalled).
+# A healthy worker moves it every slice (SLICE_SECONDS); the default leaves room
+# for a machine that is heavily oversubscribed.
+STALL_SECONDS = 5.0
+# A worker that has not said "ready" this long into a search is stalled too:
+# its interpreter boots in ~0.1 s, far longer on a loaded machine.
+BOOT_SECONDS = 30.0
+# The most one look of the watchdog adds to a worker's stillness. Looks come
+# every POLL_SECONDS; a longer gap means this process itself did not run
+# (frozen together with its workers, as by `docker pause`, or starved), and
+# time nobody watched proves nothing about the workers.
+WATCH_STEP_SECONDS = 0.25
 
 
 _main_swap = threading.Lock()
@@ -81,15 +104,61 @@ def _bare_main() -> Iterator[None]:
                 sys.modules["__main__"] = real
 
 
-class Supervisor:
-    """A pool of search workers; a context manager that closes the pool on exit."""
+def _discard(procs: list[Any], conns: list[Connection]) -> None:
+    """Kill workers that never served (a start that failed half-way) and close their pipes."""
+    for conn in conns:
+        conn.close()
+    for proc in procs:
+        with contextlib.suppress(OSError, ValueError):
+            proc.kill()
+    for proc in procs:
+        proc.join(2.0)
+        if not proc.is_alive():
+            proc.close()
 
-    def __init__(self, workers: int | None = None, *, kernel: str | None = None) -> None:
+
+class _Watchdog:
+    """How long each worker's hash counter has stood still in one search, as this process saw it."""
+
+    def __init__(self, workers: int, now: float) -> None:
+        self._counts: list[int | None] = [None] * workers
+        self._looked = now
+        # Seconds each worker's counter has not moved; set to 0 when the worker shows life otherwise.
+        self.still = [0.0] * workers
+
+    def look(self, counts: dict[int, int], now: float) -> None:
+        """Take the current counters of the workers still at work."""
+        step = min(max(0.0, now - self._looked), WATCH_STEP_SECONDS)
+        self._looked = now
+        for i, count in counts.items():
+            if count != self._counts[i]:
+                self._counts[i] = count
+                self.still[i] = 0.0
+            else:
+                self.still[i] += step
+
+
+class Supervisor:
+    """A pool of search workers; a context manager that closes the pool on exit.
+
+    One search at a time; cancel(), progress() and close() may be called
+    from any thread.
+    """
+
+    def __init__(
+        self, workers: int | None = None, *, kernel: str | None = None, stall_seconds: float = STALL_SECONDS
+    ) -> None:
+        """`workers` None sizes the pool by usable_workers() (CPUs and the memory limit).
+
+        `stall_seconds`: a searching worker whose hash counter stays still this
+        long is killed and the search raises WorkerStalled.
+        """
         if workers is None:
-            workers = usable_cores()
-        if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
-            raise ValueError(f"workers must be a positive int, got {workers!r}")
-        self._workers = workers
+            workers = usable_workers()
+        self._workers = check_worker_count(workers)
+        if not 0 < stall_seconds < float("inf"):
+            raise ValueError(f"stall_seconds must be a positive number, got {stall_seconds!r}")
+        self._stall_seconds = stall_seconds
         self._kernel: Kernel = choose_kernel(kernel)
         self._ctx = multiprocessing.get_context("spawn")  # START_METHOD, spelled out for the type checker
         self._state_lock = threading.Lock()  # guards start/close
@@ -98,10 +167,13 @@ class Supervisor:
         self._closing = False
         self._procs: list[Any] = []
         self._conns: list[Connection] = []
-        self._ready: set[int] = set()
+        self._ready: set[int] = set()  # indices of the workers that have booted
         self._shared: Any = None
         self._lock: Any = None
         self._job = 0
+        # (began, ended or None) of the last search, replaced as a whole so
+        # progress() reads a consistent pair from any thread.
+        self._span: tuple[float, float | None] | None = None
         # Of the last search: first solution (or cancel) seen -> every worker idle.
         self.last_stop_seconds: float | None = None
 
@@ -128,29 +200,50 @@ class Supervisor:
         self.close()
 
     def start(self) -> None:
-        """Start the worker processes now, without waiting for them to boot; idempotent."""
+        """Start the worker processes now, without waiting for them to boot; idempotent.
+
+        All or nothing: if any worker cannot be started, the ones already
+        started are killed, every pipe is closed and PoolStartFailed is
+        raised; a later start() or search() tries afresh.
+        """
         with self._state_lock:
             if self._closing:
                 raise EngineError("supervisor is closed")
             if self._procs:
                 return
             began = time.perf_counter()
-            self._shared = self._ctx.RawArray("q", HASHES + self._workers)
-            self._lock = self._ctx.Lock()
+            procs: list[Any] = []
+            conns: list[Connection] = []
+            try:
+                shared = self._ctx.RawArray("q", HASHES + self._workers)
+                lock = self._ctx.Lock()
+                for index in range(self._workers):
+                    parent_end, child_end = self._ctx.Pipe(duplex=True)
+                    try:
+                        proc = self._ctx.Process(
+                            target=worker_main,
+                            args=(child_end, shared, lock, index, SLICE_SECONDS),
+                            name=f"engine-worker-{index}",
+                            daemon=True,
+                        )
+                        with _bare_main():
+                            proc.start()
+                    except BaseException:
+                        parent_end.close()
+                        raise
+                    finally:
+                        child_end.close()  # the child has its own copy now, or never will
+                    procs.append(proc)
+                    conns.append(parent_end)
+            except BaseException as exc:
+                _discard(procs, conns)
+                if isinstance(exc, Exception):
+                    raise PoolStartFailed(
+                        f"could not start search worker {len(procs) + 1} of {self._workers}: {exc}"
+                    ) from exc
+                raise
+            self._shared, self._lock, self._procs, self._conns = shared, lock, procs, conns
             self._ready = set()
-            for index in range(self._workers):
-                parent_end, child_end = self._ctx.Pipe(duplex=True)
-                proc = self._ctx.Process(
-                    target=worker_main,
-                    args=(child_end, self._shared, self._lock, index, SLICE_SECONDS),
-                    name=f"engine-worker-{index}",
-                    daemon=True,
-                )
-                with _bare_main():
-                    proc.start()
-                child_end.close()
-                self._procs.append(proc)
-                self._conns.append(parent_end)
             log.info(
                 "engine: started %d %s workers (kernel %s) in %.0f ms",
                 self._workers, START_METHOD, self._kernel.name, (time.perf_counter() - began) * 1e3,
@@ -163,6 +256,24 @@ class Supervisor:
         if shared is not None:
             shared[CANCEL] = 1  # workers see it within one slice
 
+    def progress(self) -> Progress:
+        """Work of the running search so far, or of the last one; cheap and safe from any thread.
+
+        Sums the workers' shared hash counters, which each worker updates after
+        every scan slice (about SLICE_SECONDS, 5 ms): poll it as often as you
+        like, e.g. to report progress while search() blocks another thread.
+        The count lags by at most one slice per worker and, when a search
+        ends, equals its Solution.hashes. Before the first search and after
+        close(): all zeros.
+        """
+        shared, span = self._shared, self._span
+        if shared is None or span is None:
+            return Progress(0, 0.0, 0.0)
+        began, ended = span
+        hashes = sum(shared[HASHES + i] for i in range(self._workers))
+        seconds = (time.perf_counter() if ended is None else ended) - began
+        return Progress(hashes, seconds, hashes / seconds if seconds > 0 else 0.0)
+
     def search(
         self,
         input_data: str,
@@ -172,7 +283,15 @@ class Supervisor:
         progress: Callable[[Progress], None] | None = None,
         progress_interval: float = 0.5,
     ) -> Solution:
-        """Find the smallest valid nonce; blocks, starting the pool if needed."""
+        """Find the smallest valid nonce; blocks, starting the pool if needed.
+
+        Stops early with SearchCancelled on cancel(), close() or a true
+        `should_stop()` (polled every POLL_SECONDS). `progress` is called in
+        this thread every `progress_interval` s; progress() reads the same
+        figures from any other thread. A worker that dies raises
+        WorkerCrashed, one that stalls WorkerStalled; either way the pool is
+        stopped and the next search starts a fresh one.
+        """
         if not isinstance(input_data, str):
             raise TypeError(f"input_data must be str, got {type(input_data).__name__}")
         check_difficulty(difficulty)
@@ -191,6 +310,10 @@ class Supervisor:
                 if shared is not None:
                     shared[CANCEL] = 1
                 raise
+            finally:
+                span = self._span
+                if span is not None and span[1] is None:
+                    self._span = (span[0], time.perf_counter())  # progress() stops its clock
         finally:
             self._search_lock.release()
 
@@ -216,6 +339,7 @@ class Supervisor:
                 shared[HASHES + i] = 0
             shared[JOB] = job
         began = time.perf_counter()
+        self._span = (began, None)
         procs, conns = list(self._procs), list(self._conns)
         for proc, conn in zip(procs, conns):
             try:
@@ -230,6 +354,7 @@ class Supervisor:
         cancelled_at: float | None = None
         stopping_at: float | None = None  # first solution or cancel seen
         next_progress = began + progress_interval
+        watchdog = _Watchdog(self._workers, began)
         while pending:
             if not self._procs:  # torn down by close() from another thread
                 raise SearchCancelled("supervisor closed during the search", hashes=hashes)
@@ -249,7 +374,8 @@ class Supervisor:
                     self._crashed(procs[by_conn[obj]])
                 kind = message[0]
                 if kind == "ready":
-                    self._ready.add(message[1])
+                    self._ready.add(by_conn[obj])
+                    watchdog.still[by_conn[obj]] = 0.0
                 elif message[1] != job:
                     continue  # a late answer from an earlier, abandoned job
                 elif kind == "found":
@@ -267,6 +393,8 @@ class Supervisor:
                 cancelled_at = now
                 if stopping_at is None:
                     stopping_at = now
+            if cancelled_at is None and pending:
+                self._watch(watchdog, pending, procs, shared, now)
             if cancelled_at is not None and pending and now - cancelled_at > CANCEL_GRACE_SECONDS:
                 log.warning("engine: workers ignored a cancel for %.1f s; tearing the pool down", now - cancelled_at)
                 self._teardown(0.1)
@@ -306,6 +434,36 @@ class Supervisor:
         if self._closing:
             raise SearchCancelled("supervisor closed during the search")
         raise WorkerCrashed(f"search worker {name} (pid {pid}) died with exit code {code}")
+
+    def _watch(self, watchdog: _Watchdog, pending: set[int], procs: list[Any], shared: Any, now: float) -> None:
+        """Raise WorkerStalled if a pending worker's hash counter has stood still too long."""
+        watchdog.look({i: shared[HASHES + i] for i in pending}, now)
+        booting = max(BOOT_SECONDS, self._stall_seconds)
+        stalled = [
+            i for i in pending if watchdog.still[i] > (self._stall_seconds if i in self._ready else booting)
+        ]
+        if stalled:
+            self._stalled([procs[i] for i in stalled], max(watchdog.still[i] for i in stalled))
+
+    def _stalled(self, stuck: list[Any], quiet: float) -> None:
+        """Kill the stalled workers, tear the pool down and raise WorkerStalled."""
+        if self._closing:
+            raise SearchCancelled("supervisor closed during the search")
+        described = ", ".join(f"{proc.name} (pid {proc.pid})" for proc in stuck)
+        # SIGKILL reaches a stopped or frozen process; nothing of its state is needed.
+        for proc in stuck:
+            with contextlib.suppress(OSError, ValueError):
+                proc.kill()
+        shared = self._shared
+        if shared is not None:
+            shared[CANCEL] = 1  # the healthy workers leave the job before the teardown asks them to exit
+        self._teardown(0.2)
+        if self._closing:
+            raise SearchCancelled("supervisor closed during the search")
+        log.warning("engine: search worker %s made no progress for %.1f s; pool stopped", described, quiet)
+        raise WorkerStalled(
+            f"search worker {described} made no progress for {quiet:.1f} s (stopped or stuck); it was killed"
+        )
 
     def close(self, timeout: float = 1.0) -> None:
         """Stop the workers: join them for `timeout` s, then terminate, then kill; idempotent."""

@@ -10,7 +10,9 @@ from engine import Supervisor
 
 @pytest.fixture(scope="module")
 def python_pool() -> Iterator[Supervisor]:
-    """A started three-worker pool on the pure-Python kernel."""
+    """A booted three-worker pool on the pure-Python kernel."""
     with Supervisor(3, kernel="python") as supervisor:
-        supervisor.start()
+        # Booted, not only started: on a loaded machine the first workers'
+        # imports take longer than a short test's timing allows.
+        supervisor.search("boot", 0)
         yield supervisor

@@ -1,6 +1,8 @@
 """The parallel search: the law (same nonce as the reference), progress, concurrency."""
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -163,3 +165,43 @@ def test_failing_progress_callback_stops_the_search_and_pool_stays_correct(pools
     for text in ("next 1", "next 2"):
         solution = supervisor.search(text, 14)
         assert (solution.digest, solution.nonce) == reference_search(text, 14)
+
+
+def test_progress_is_readable_from_another_thread_while_searching(python_pool: Supervisor) -> None:
+    # What a provider reports while Compute blocks in search() on another thread.
+    assert Supervisor(1).progress() == Progress(0, 0.0, 0.0)  # nothing searched yet
+    outcome: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            python_pool.search("watched", 256)
+        except BaseException as err:  # noqa: BLE001 - recorded for the assertion
+            outcome.append(err)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    seen: list[Progress] = []
+    try:
+        deadline = time.perf_counter() + 1.0
+        while time.perf_counter() < deadline:
+            seen.append(python_pool.progress())
+            time.sleep(0.02)
+    finally:
+        python_pool.cancel()
+        thread.join(5.0)
+    assert isinstance(outcome[0], SearchCancelled)
+    counts = [p.hashes for p in seen]
+    assert counts == sorted(counts) and counts[-1] > 0
+    # Fresh figures many times a second, not only when the search ends.
+    assert len(set(counts)) >= 10
+    assert seen[-1].rate > 0 and seen[-1].seconds > 0.5
+    # After the search: the final count, no longer growing.
+    final = python_pool.progress()
+    assert final.hashes == outcome[0].hashes
+    time.sleep(0.05)
+    assert python_pool.progress() == final
+
+
+def test_progress_after_a_solution_equals_its_hash_count(pools: dict[int, Supervisor]) -> None:
+    solution = pools[2].search("counted", 16)
+    assert pools[2].progress().hashes == solution.hashes

@@ -1,13 +1,25 @@
-"""The pool's lifetime: cancel, should_stop, worker death, close; no process left behind."""
+"""The pool's lifetime: cancel, should_stop, worker death and stall, start and close; no process left behind."""
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import psutil
 import pytest
 
-from engine import BENCHMARK_MAX_SCORE, EngineError, SearchCancelled, Supervisor, WorkerCrashed, benchmark, search
+from engine import (
+    BENCHMARK_MAX_SCORE,
+    EngineError,
+    PoolStartFailed,
+    SearchCancelled,
+    Supervisor,
+    WorkerCrashed,
+    WorkerStalled,
+    benchmark,
+    reference_search,
+    search,
+)
 
 
 def assert_gone(pids: list[int], within: float = 1.0) -> None:
@@ -248,3 +260,190 @@ def test_workers_exit_when_their_parent_is_killed(busy: bool) -> None:
         if parent.stdout is not None:
             parent.stdout.close()
     assert_gone(pids, within=2.0)
+
+
+# --- liveness: the watchdog (issue 10, finding 10) -------------------------------------------------
+
+
+def suspend_after(supervisor: Supervisor, delay: float, victims: list[int]) -> Callable[[], bool]:
+    """A should_stop that SIGSTOPs the pool's first worker once, `delay` s into the search."""
+    began = time.perf_counter()
+
+    def stop_one() -> bool:
+        if not victims and time.perf_counter() - began > delay:
+            pid = supervisor.pids()[0]
+            psutil.Process(pid).suspend()
+            victims.append(pid)
+        return False
+
+    return stop_one
+
+
+def test_a_stopped_worker_fails_the_search_within_the_stall_bound() -> None:
+    # A SIGSTOPped worker used to hang the search forever: it never sends
+    # "done", never dies, and the healthy one idles once the chunks below run out.
+    with Supervisor(2, stall_seconds=0.5) as supervisor:
+        supervisor.search("boot", 0)
+        pids = supervisor.pids()
+        victims: list[int] = []
+        began = time.perf_counter()
+        with pytest.raises(WorkerStalled, match=rf"pid {pids[0]}\).*no progress"):
+            supervisor.search("never", 256, should_stop=suspend_after(supervisor, 0.2, victims))
+        assert 0.6 < time.perf_counter() - began < 2.5
+        assert victims == [pids[0]]
+        assert_gone(pids)  # the stopped one is killed, the healthy one stopped
+        assert isinstance(WorkerStalled("x"), WorkerCrashed)  # callers handling crashes handle stalls
+        # The next search runs on a fresh pool and is still exact.
+        solution = supervisor.search("after a stall", 12)
+        assert (solution.digest, solution.nonce) == reference_search("after a stall", 12)
+        assert set(supervisor.pids()).isdisjoint(pids)
+
+
+def test_a_worker_stopped_while_idle_fails_the_next_search() -> None:
+    with Supervisor(2, stall_seconds=0.5) as supervisor:
+        supervisor.search("boot", 0)
+        pids = supervisor.pids()
+        psutil.Process(pids[1]).suspend()
+        began = time.perf_counter()
+        with pytest.raises(WorkerStalled, match=f"pid {pids[1]}"):
+            supervisor.search("never", 256)
+        assert time.perf_counter() - began < 2.5
+        assert_gone(pids)
+
+
+def test_a_worker_stopped_while_booting_is_caught_by_the_boot_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    import engine.supervisor as supervisor_module
+
+    monkeypatch.setattr(supervisor_module, "BOOT_SECONDS", 0.8)
+    with Supervisor(2, stall_seconds=0.3) as supervisor:
+        supervisor.start()
+        pids = supervisor.pids()
+        psutil.Process(pids[0]).suspend()  # most likely still importing: it may never say "ready"
+        began = time.perf_counter()
+        with pytest.raises(WorkerStalled, match=f"pid {pids[0]}"):
+            supervisor.search("never", 256)
+        assert time.perf_counter() - began < 2.5
+        assert_gone(pids)
+
+
+def test_a_healthy_search_longer_than_the_stall_bound_is_not_stalled() -> None:
+    with Supervisor(2, kernel="python", stall_seconds=0.5) as supervisor:
+        began = time.perf_counter()
+        with pytest.raises(SearchCancelled):
+            supervisor.search("busy", 256, should_stop=lambda: time.perf_counter() - began > 1.5)
+        solution = supervisor.search("busy but solvable", 14)
+        assert solution.nonce == reference_search("busy but solvable", 14)[1]
+
+
+def test_stall_seconds_must_be_positive() -> None:
+    for bad in (0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="stall_seconds"):
+            Supervisor(1, stall_seconds=bad)
+
+
+# --- liveness: pool start all or nothing (issue 10, finding 11) --------------------------------------
+
+
+def fail_on_call(monkeypatch: pytest.MonkeyPatch, owner: object, name: str, k: int) -> list[int]:
+    """Make owner.name raise OSError on its k-th call from now on (1-based); returns the call counter."""
+    real = getattr(owner, name)
+    calls = [0]
+
+    def failing(*args: object, **kw: object) -> object:
+        calls[0] += 1
+        if calls[0] >= k:
+            raise OSError(24, "injected: too many open files")
+        return real(*args, **kw)
+
+    monkeypatch.setattr(owner, name, failing)
+    return calls
+
+
+@pytest.mark.parametrize("where", ["process start", "pipe"])
+def test_a_pool_start_failing_half_way_leaves_nothing_and_can_be_retried(
+    monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    import multiprocessing.context
+
+    me = psutil.Process()
+    with Supervisor(1) as warm:  # multiprocessing's shared heap keeps one fd: open it before counting
+        warm.start()
+    fds, children = me.num_fds(), {p.pid for p in me.children()}
+    supervisor = Supervisor(3)
+    try:
+        with monkeypatch.context() as patch:
+            if where == "process start":
+                fail_on_call(patch, multiprocessing.context.SpawnProcess, "start", 2)
+            else:
+                fail_on_call(patch, multiprocessing.get_context("spawn"), "Pipe", 3)
+            with pytest.raises(PoolStartFailed, match=r"worker (2|3) of 3: .*injected"):
+                supervisor.start()
+            assert supervisor.pids() == []
+            assert {p.pid for p in me.children() if p.status() != psutil.STATUS_ZOMBIE} <= children
+            assert me.num_fds() == fds
+            # While the fault lasts, a search says so instead of IndexError.
+            with pytest.raises(PoolStartFailed):
+                supervisor.search("during the fault", 4)
+            assert me.num_fds() == fds
+        # The fault gone, the same supervisor starts and searches on all its workers.
+        solution = supervisor.search("after the fault", 10)
+        assert (solution.digest, solution.nonce) == reference_search("after the fault", 10)
+        assert len(supervisor.pids()) == 3 and solution.workers == 3
+    finally:
+        supervisor.close()
+    assert me.num_fds() == fds
+
+
+def test_a_pause_of_the_whole_pool_is_not_a_stall() -> None:
+    # `docker pause` freezes the supervisor with its workers; the monotonic
+    # clock runs on. After the thaw, the time nobody ran must not count as
+    # the workers' stillness.
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    code = (
+        "import time, engine\n"
+        "s = engine.Supervisor(2, stall_seconds=0.5); s.search('w', 0)\n"
+        "print(*s.pids(), flush=True)\n"
+        "t = time.perf_counter()\n"
+        "try:\n"
+        "    s.search('x', 256, should_stop=lambda: time.perf_counter() - t > 2.5)\n"
+        "except engine.SearchCancelled:\n"
+        "    print('cancelled', flush=True)\n"
+        "except engine.WorkerStalled as e:\n"
+        "    print('stalled', e, flush=True)\n"
+        "s.close()\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        group = [child.pid, *(int(p) for p in child.stdout.readline().split())]
+        time.sleep(0.2)
+        for pid in group:
+            os.kill(pid, signal.SIGSTOP)
+        time.sleep(1.2)  # more than twice the stall bound
+        for pid in group:  # the supervisor thaws first: the worst order a freezer may pick
+            os.kill(pid, signal.SIGCONT)
+        out, _ = child.communicate(timeout=20)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert out.strip() == "cancelled"
+    assert_gone(group[1:])
+
+
+def test_the_watchdog_counts_only_time_it_watched() -> None:
+    from engine.supervisor import WATCH_STEP_SECONDS, _Watchdog
+
+    dog = _Watchdog(2, now=0.0)
+    dog.look({0: 0, 1: 0}, 0.01)
+    for k in range(2, 101):  # one second of looks every 10 ms; worker 1 keeps hashing
+        dog.look({0: 0, 1: k}, k * 0.01)
+    assert dog.still[0] == pytest.approx(0.99) and dog.still[1] == 0.0
+    dog.look({0: 0, 1: 101}, 60.0)  # this process did not run for a minute
+    assert dog.still[0] == pytest.approx(0.99 + WATCH_STEP_SECONDS)
+    dog.look({0: 5}, 60.01)  # moved: still again from zero; a finished worker is not looked at
+    assert dog.still == [0.0, 0.0]
