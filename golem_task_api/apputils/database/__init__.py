@@ -118,6 +118,10 @@ def initialize_database(
         # Model.bind, not db.bind: a proxy would forward db.bind to its target,
         # binding the models to one file instead of through the proxy.
         model.bind(db, bind_refs=False, bind_backrefs=False)
+    key = _file_key(db_path, models)
+    with _ready_lock:
+        if key is not None and key in _ready:
+            return target
     route = database.routed_to(target) if db is database else contextlib.nullcontext()
     with route, connected(target):
         existing = set(target.get_tables())
@@ -125,7 +129,29 @@ def initialize_database(
             # One transaction: a kill leaves all the tables or none.
             with target.atomic("IMMEDIATE"):
                 target.create_tables(models, safe=True)
+    key = _file_key(db_path, models)
+    if key is not None:
+        with _ready_lock:
+            _ready.add(key)
     return target
+
+
+# Files known (in this process) to hold the tables: opening one again needs no
+# connection. Keyed by the file's identity, so a file replaced or recreated
+# under the same name is checked again.
+_ready: set[tuple[object, ...]] = set()
+_ready_lock = threading.Lock()
+
+
+def _file_key(db_path: Path, models: list[type[peewee.Model]]) -> tuple[object, ...] | None:
+    try:
+        st = os.stat(db_path)
+    except OSError:
+        return None
+    if st.st_size == 0:
+        return None
+    tables = tuple(sorted(m._meta.table_name for m in models))
+    return (os.path.abspath(db_path), st.st_dev, st.st_ino, tables)
 
 
 __all__ = [
