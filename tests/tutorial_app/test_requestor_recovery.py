@@ -35,6 +35,23 @@ def _good_result(task_dir: Path, sid: str, member: str | None = None) -> None:
     write_result(task_dir, sid, {member or sid: f"{digest} {nonce}".encode()})
 
 
+def test_task_dir_may_be_a_requestor_task_dir(tmp_path: Path) -> None:
+    """The runtime passes RequestorTaskDir objects (a Path subclass): all calls take them."""
+    from golem_task_api.dirutils import RequestorDir
+
+    plain = make_task_dir(tmp_path, "t")
+    task_dir = RequestorDir(tmp_path).task_dir("t")
+    assert task_dir == plain and type(task_dir) is not type(plain)
+    requestor.create_task(task_dir, 1, dict(PARAMS))
+    assert requestor.next_subtask(task_dir, "a", "n") is not None
+    _good_result(plain, "a")
+    assert requestor.verify(task_dir, "a") == (VerifyResult.SUCCESS, None)
+    assert not requestor.has_pending_subtasks(task_dir)
+    assert requestor.discard_subtasks(task_dir, ["a"]) == ["a"]
+    requestor.abort_task(task_dir)
+    assert list((plain / "task_outputs").iterdir()) == []
+
+
 # -- idempotent retries ------------------------------------------------------
 
 def test_next_subtask_retry_from_same_node_answers_as_the_first_call(task_dir: Path) -> None:

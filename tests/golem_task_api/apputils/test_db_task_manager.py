@@ -26,19 +26,21 @@ class Part(task_db.Part):
     """A published app's own part model: it keeps each part's input."""
 
     input_data = peewee.CharField(null=True)
+    difficulty = peewee.FloatField(null=True)
 
 
 class PublishedStyleRequestor:
     """The shape of a published app's requestor: a DBTaskManager per call."""
 
     async def create_task(self, task_dir: Path, count: int, text: str) -> None:
+        # As published apps do: plain calls and Model.save(), no transaction of their own.
         manager = DBTaskManager(task_dir, part_model=Part)
-        with manager.transaction():
-            manager.create_task(count)
-            for num in range(count):
-                part = manager.get_part(num)
-                part.input_data = f"{text}-{num}"
-                part.save()
+        manager.create_task(count)
+        for num in range(count):
+            part = manager.get_part(num)
+            part.input_data = f"{text}-{num}"
+            part.difficulty = 2.0
+            part.save()
 
     async def next_subtask(self, task_dir: Path, subtask_id: str) -> str | None:
         manager = DBTaskManager(task_dir, part_model=Part)
@@ -90,6 +92,20 @@ def test_published_style_requestor_runs_a_whole_task(tmp_path: Path) -> None:
         2: (SubtaskStatus.SUCCESS, "c2")}
     assert isinstance(manager.get_part(0), Part)
     assert manager.get_part_num("c") == 2 and manager.get_part_num("zzz") is None
+
+
+def test_grouped_calls_roll_back_together(tmp_path: Path) -> None:
+    manager = DBTaskManager(tmp_path, part_model=Part)
+    manager.create_task(2)
+    with pytest.raises(RuntimeError), manager.transaction():
+        manager.start_subtask(0, "a")
+        part = manager.get_part(1)
+        part.input_data = "changed"
+        part.save()
+        raise RuntimeError("the app's own step failed")
+    assert manager.get_subtask("a") is None
+    assert manager.get_part(1).input_data is None
+    assert manager.get_next_computable_part_num() == 0
 
 
 def test_database_file_is_wal_with_foreign_keys(tmp_path: Path) -> None:
