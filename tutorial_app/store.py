@@ -41,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import peewee
+from golem_task_api.apputils.database import slot
 from golem_task_api.apputils.task import SubtaskStatus
 from golem_task_api.apputils.task.database import (
     DB_FILE_NAME, BaseModel, DBTaskManager, Part, Subtask,
@@ -306,7 +307,7 @@ class TaskStore:
     def subtask(self, subtask_id: str) -> SubtaskRecord:
         """One subtask; `UnknownSubtaskError` if it was never handed out."""
         with self.manager.reading():
-            return _subtask_record(self._subtask(subtask_id))
+            return self._subtask(subtask_id)
 
     def has_pending(self) -> bool:
         """True iff the task is active and a part waits for a subtask.
@@ -314,11 +315,7 @@ class TaskStore:
         A read: no write lock, and the input text is not loaded.
         """
         with self.manager.reading():
-            row = (TaskMeta.select(TaskMeta.aborted)
-                   .where(TaskMeta.id == _TASK_ROW).tuples().first())
-            if row is None:
-                raise TaskNotCreatedError(f"no task was created in {self.manager.work_dir.name}")
-            if row[0]:
+            if self._meta_aborted():
                 return False
             return self.manager.get_next_computable_part_num() is not None
 
@@ -337,12 +334,12 @@ class TaskStore:
         nothing is assigned.
         """
         with self._write("assign"):
-            existing = TutorialSubtask.get_or_none(TutorialSubtask.id == subtask_id)
+            existing = self._subtask_or_none(subtask_id)
             if existing is not None:
                 if existing.node != node:
                     raise DuplicateSubtaskError(
                         f"subtask {subtask_id!r} was already handed out to another node")
-                assignment = self._assignment(subtask_id, existing.part_id, retry=True)
+                assignment = self._assignment(subtask_id, existing.part, retry=True)
             else:
                 if self._meta_aborted():
                     return None
@@ -371,7 +368,7 @@ class TaskStore:
         pending again. AWAITING_DATA changes nothing.
         """
         with self._write("verify"):
-            record = _subtask_record(self._subtask(subtask_id))
+            record = self._subtask(subtask_id)
             if record.state is not SubtaskState.ASSIGNED:
                 return _settled_verdict(record)
             assignment = self._assignment(subtask_id, record.part)
@@ -397,7 +394,7 @@ class TaskStore:
         (it takes the result out of task_outputs).
         """
         with self._write("discard"):
-            records = [_subtask_record(self._subtask(sid)) for sid in dict.fromkeys(subtask_ids)]
+            records = [self._subtask(sid) for sid in dict.fromkeys(subtask_ids)]
             discarded = [r.subtask_id for r in records
                          if r.state in (SubtaskState.ASSIGNED, SubtaskState.VERIFIED)]
             for sid in discarded:
@@ -415,7 +412,7 @@ class TaskStore:
         subtask is aborted (it removes a result a crashed Verify left behind).
         """
         with self._write("abort subtask"):
-            record = _subtask_record(self._subtask(subtask_id))
+            record = self._subtask(subtask_id)
             if record.state is not SubtaskState.ASSIGNED:
                 return False
             self._set(subtask_id, SubtaskStatus.ABORTED, "subtask aborted")
@@ -468,29 +465,56 @@ class TaskStore:
         return meta
 
     def _meta_aborted(self) -> bool:
-        row = TaskMeta.select(TaskMeta.aborted).where(TaskMeta.id == _TASK_ROW).tuples().first()
+        row = self.manager.query(
+            "task aborted",
+            lambda: TaskMeta.select(TaskMeta.aborted).where(TaskMeta.id == _TASK_ROW)).fetchone()
         if row is None:
             raise TaskNotCreatedError(f"no task was created in {self.manager.work_dir.name}")
         return bool(row[0])
 
-    def _subtask(self, subtask_id: str) -> TutorialSubtask:
+    def _subtask_or_none(self, subtask_id: str) -> SubtaskRecord | None:
+        S = TutorialSubtask
+        row = self.manager.query(
+            "subtask",
+            lambda: (S.select(S.id, S.part, S.node, S.status, S.discarded, S.reason)
+                     .where(S.id == slot("id"))),
+            id=subtask_id).fetchone()
+        if row is None:
+            return None
+        sid, part, node, status, discarded, reason = row
+        return SubtaskRecord(sid, part, node,
+                             _subtask_state(S.status.python_value(status), bool(discarded)), reason)
+
+    def _subtask(self, subtask_id: str) -> SubtaskRecord:
         self._meta_aborted()  # a task never created is NOT_FOUND before any subtask is
-        subtask = TutorialSubtask.get_or_none(TutorialSubtask.id == subtask_id)
-        if subtask is None:
+        record = self._subtask_or_none(subtask_id)
+        if record is None:
             raise UnknownSubtaskError(f"no subtask {subtask_id!r} was handed out for this task")
-        return subtask
+        return record
 
     def _assignment(self, subtask_id: str, part: int, retry: bool = False) -> Assignment:
-        meta = self._meta()
-        salt = TutorialPart.select(TutorialPart.salt).where(TutorialPart.num == part).scalar()
-        return Assignment(subtask_id, part, meta.input_text + salt, meta.difficulty, retry)
+        difficulty, input_text = self.manager.query(
+            "task input",
+            lambda: (TaskMeta.select(TaskMeta.difficulty, TaskMeta.input_text)
+                     .where(TaskMeta.id == _TASK_ROW))).fetchone()
+        (salt,) = self.manager.query(
+            "salt",
+            lambda: TutorialPart.select(TutorialPart.salt).where(TutorialPart.num == slot("num")),
+            num=part).fetchone()
+        return Assignment(subtask_id, part, input_text + salt, difficulty, retry)
 
     def _set(
         self, subtask_id: str, status: SubtaskStatus, reason: str | None, discarded: bool = False,
     ) -> None:
         self.manager.update_subtask_status(subtask_id, status)
-        (TutorialSubtask.update(reason=reason, discarded=discarded, updated=time.time())
-         .where(TutorialSubtask.id == subtask_id).execute())
+        S = TutorialSubtask
+        self.manager.query(
+            "subtask outcome",
+            lambda: (S.update({S.reason: peewee.Value(slot("reason")),
+                               S.discarded: peewee.Value(slot("discarded")),
+                               S.updated: peewee.Value(slot("updated"))})
+                     .where(S.id == slot("id"))),
+            reason=reason, discarded=int(discarded), updated=time.time(), id=subtask_id)
 
 
 def _after_commit(ids: Sequence[str], hook: Callable[[str], None] | None) -> None:
@@ -509,16 +533,18 @@ def _part_state(status: SubtaskStatus | None) -> PartState:
 
 
 def _subtask_record(subtask: TutorialSubtask) -> SubtaskRecord:
-    status = subtask.status
+    return SubtaskRecord(subtask.id, subtask.part_id, subtask.node,
+                         _subtask_state(subtask.status, subtask.discarded), subtask.reason)
+
+
+def _subtask_state(status: SubtaskStatus, discarded: bool) -> SubtaskState:
     if status is SubtaskStatus.SUCCESS:
-        state = SubtaskState.VERIFIED
-    elif status is SubtaskStatus.FAILURE:
-        state = SubtaskState.FAILED
-    elif status is SubtaskStatus.ABORTED:
-        state = SubtaskState.DISCARDED if subtask.discarded else SubtaskState.ABORTED
-    else:
-        state = SubtaskState.ASSIGNED
-    return SubtaskRecord(subtask.id, subtask.part_id, subtask.node, state, subtask.reason)
+        return SubtaskState.VERIFIED
+    if status is SubtaskStatus.FAILURE:
+        return SubtaskState.FAILED
+    if status is SubtaskStatus.ABORTED:
+        return SubtaskState.DISCARDED if discarded else SubtaskState.ABORTED
+    return SubtaskState.ASSIGNED
 
 
 def _settled_verdict(record: SubtaskRecord) -> Verdict:

@@ -8,16 +8,18 @@ tasks (each with its own ``task.db``) from several threads at once without
 one task's query landing in another task's file. Outside such a block it
 uses the file `initialize_database` opened last, as published apps expect.
 
-Every connection runs with WAL, foreign keys on, ``synchronous=FULL`` (a
-committed verdict survives a power cut, not only a kill) and a busy timeout,
-so writers in several processes queue instead of failing.
+Every connection runs with WAL (recorded in the file when its tables are
+created), foreign keys on, ``synchronous=FULL`` (a committed verdict
+survives a power cut, not only a kill) and a busy timeout, so writers in
+several processes queue instead of failing. Pragmas already in force are
+not set again: a pragma that touches the file costs more than a short query.
 """
 from __future__ import annotations
 
 import contextlib
 import os
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +34,28 @@ PRAGMAS: dict[str, Any] = {
     "synchronous": "full",
     "busy_timeout": int(BUSY_TIMEOUT_SECONDS * 1000),
 }
-"""Applied to every connection (WAL is also recorded in the file itself)."""
+"""In force on every connection of a `TaskDatabase`."""
+
+_SYNCHRONOUS_FULL = 2
+
+
+class TaskDatabase(peewee.SqliteDatabase):
+    """A `peewee.SqliteDatabase` whose connections get `PRAGMAS` cheaply.
+
+    The busy timeout is the driver's connect timeout; journal_mode is
+    persistent, set by `initialize_database`; synchronous is set only where
+    the library's default is weaker than FULL.
+    """
+
+    def __init__(self, db_path: Path | str | None) -> None:
+        """A database for the file ``db_path`` (None: set later with ``init``)."""
+        super().__init__(None if db_path is None else os.fspath(db_path),
+                         timeout=BUSY_TIMEOUT_SECONDS, pragmas={"foreign_keys": 1})
+
+    def _set_pragmas(self, conn: Any) -> None:
+        conn.execute("PRAGMA foreign_keys = 1")
+        if conn.execute("PRAGMA synchronous").fetchone()[0] < _SYNCHRONOUS_FULL:
+            conn.execute("PRAGMA synchronous = FULL")
 
 
 class RoutedDatabase(peewee.DatabaseProxy):
@@ -74,10 +97,46 @@ database = RoutedDatabase()
 """The database `Part`, `Subtask` and apps' own models are bound through."""
 
 
+_SLOT_PREFIX = "\x00apputils-slot:"
+
+
+def slot(name: str) -> str:
+    """A placeholder for the value ``name`` in a query compiled once by `CompiledQueries`."""
+    return f"{_SLOT_PREFIX}{name}"
+
+
+class CompiledQueries:
+    """Queries built with peewee once, then run as SQL: building one costs far more than running it.
+
+    ``run(key, build, **values)``: ``build()`` makes the query the first
+    time ``key`` is seen, with `slot` placeholders where values differ from
+    call to call; later calls reuse its SQL with ``values`` in the slots.
+    Values go to SQLite as given, so pass what the column stores (an enum's
+    value, not the member).
+    """
+
+    def __init__(self) -> None:
+        self._sql: dict[object, tuple[str, list[Any]]] = {}
+        self._lock = threading.Lock()
+
+    def run(self, db: peewee.Database, key: object,
+            build: Callable[[], peewee.Query], **values: Any) -> Any:
+        """Execute the query ``key`` on ``db``; the cursor."""
+        with self._lock:
+            compiled = self._sql.get(key)
+        if compiled is None:
+            compiled = build().sql()
+            with self._lock:
+                self._sql[key] = compiled
+        sql, params = compiled
+        args = [values[p[len(_SLOT_PREFIX):]] if isinstance(p, str) and p.startswith(_SLOT_PREFIX)
+                else p for p in params]
+        return db.execute_sql(sql, args)
+
+
 def open_sqlite(db_path: Path) -> peewee.SqliteDatabase:
     """A peewee database for the SQLite file ``db_path`` with the pragmas above."""
-    return peewee.SqliteDatabase(
-        os.fspath(db_path), pragmas=PRAGMAS, timeout=BUSY_TIMEOUT_SECONDS)
+    return TaskDatabase(db_path)
 
 
 @contextlib.contextmanager
@@ -124,6 +183,8 @@ def initialize_database(
             return target
     route = database.routed_to(target) if db is database else contextlib.nullcontext()
     with route, connected(target):
+        if isinstance(target, TaskDatabase):
+            target.execute_sql("PRAGMA journal_mode = WAL")
         existing = set(target.get_tables())
         if any(m._meta.table_name not in existing for m in models):
             # One transaction: a kill leaves all the tables or none.
@@ -155,6 +216,6 @@ def _file_key(db_path: Path, models: list[type[peewee.Model]]) -> tuple[object, 
 
 
 __all__ = [
-    "BUSY_TIMEOUT_SECONDS", "PRAGMAS", "RoutedDatabase", "connected", "database",
-    "initialize_database", "open_sqlite",
+    "BUSY_TIMEOUT_SECONDS", "PRAGMAS", "CompiledQueries", "RoutedDatabase", "TaskDatabase",
+    "connected", "database", "initialize_database", "open_sqlite", "slot",
 ]

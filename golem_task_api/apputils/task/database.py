@@ -22,13 +22,15 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import peewee
 
-from golem_task_api.apputils.database import connected, database, initialize_database
+from golem_task_api.apputils.database import (
+    CompiledQueries, connected, database, initialize_database, slot,
+)
 from golem_task_api.apputils.database.fields import EnumField
 from golem_task_api.apputils.task import (
     PartNotComputableError, SubtaskExistsError, SubtaskStatus, TaskAlreadyCreatedError,
@@ -71,6 +73,7 @@ class Subtask(BaseModel):
 
 
 _COMPUTABLE = [SubtaskStatus.FAILURE, SubtaskStatus.ABORTED]
+_queries = CompiledQueries()
 
 
 class DBTaskManager(TaskManager):
@@ -95,6 +98,14 @@ class DBTaskManager(TaskManager):
         self._subtask = subtask_model
         self.models: list[type[peewee.Model]] = [part_model, subtask_model, *self.extra_models]
         self.db = initialize_database(database, self.db_path, self.models)
+
+    def query(self, name: str, build: Callable[[], peewee.Query], **values: Any) -> Any:
+        """Run a query of this manager's models, built once per process (see `CompiledQueries`).
+
+        For hot paths: ``build`` uses `slot` placeholders for ``values``.
+        Call it inside `transaction` or `reading`. Returns the cursor.
+        """
+        return _queries.run(self.db, (type(self), self._part, self._subtask, name), build, **values)
 
     # -- transactions ------------------------------------------------------
 
@@ -155,9 +166,12 @@ class DBTaskManager(TaskManager):
 
     def get_part_num(self, subtask_id: str) -> int | None:
         """The number of the part subtask ``subtask_id`` computes, or None if unknown."""
+        S = self._subtask
         with self.reading():
-            row = (self._subtask.select(self._subtask.part)
-                   .where(self._subtask.id == subtask_id).tuples().first())
+            row = self.query(
+                "part of subtask",
+                lambda: S.select(S.part).where(S.id == slot("id")),
+                id=subtask_id).fetchone()
         return None if row is None else row[0]
 
     def get_subtask(self, subtask_id: str) -> Subtask | None:
@@ -173,26 +187,45 @@ class DBTaskManager(TaskManager):
         verifying or succeeded; then nothing changes. ``fields`` (our
         extension) fills a subclass's own columns of the new subtask.
         """
+        P, S = self._part, self._subtask
         with self.transaction():
-            part = self._part.get_or_none(self._part.num == part_num)
+            part = self.query(
+                "current subtask of part",
+                lambda: P.select(P.subtask).where(P.num == slot("num")),
+                num=part_num).fetchone()
             if part is None:
                 raise UnknownPartError(f"no part {part_num}")
-            if self._subtask.select().where(self._subtask.id == subtask_id).exists():
+            if self.query("subtask exists",
+                          lambda: S.select(S.id).where(S.id == slot("id")),
+                          id=subtask_id).fetchone():
                 raise SubtaskExistsError(f"subtask {subtask_id!r} was started already")
-            status = self._current_status(part)
+            status = self._status_of(part[0])
             if not status.is_computable():
                 raise PartNotComputableError(
-                    f"part {part_num} is {status.name} (subtask {part.subtask_id})")
-            self._subtask.insert(
-                id=subtask_id, part=part_num, status=SubtaskStatus.COMPUTING, **fields).execute()
-            (self._part.update(subtask=subtask_id)
-             .where(self._part.num == part_num).execute())
+                    f"part {part_num} is {status.name} (subtask {part[0]})")
+            columns = sorted(fields)
+            row = {"id": subtask_id, "part": part_num,
+                   "status": S.status.db_value(SubtaskStatus.COMPUTING),
+                   **{name: getattr(S, name).db_value(fields[name]) for name in columns}}
+            self.query(
+                ("start subtask", *columns),
+                lambda: S.insert({getattr(S, name): peewee.Value(slot(name)) for name in row}),
+                **row)
+            self.query(
+                "make current",
+                lambda: (P.update({P.subtask: peewee.Value(slot("id"))})
+                         .where(P.num == slot("num"))),
+                id=subtask_id, num=part_num)
 
     def update_subtask_status(self, subtask_id: str, status: SubtaskStatus) -> None:
         """Set the status of subtask ``subtask_id``; `UnknownSubtaskError` if there is none."""
+        S = self._subtask
         with self.transaction():
-            changed = (self._subtask.update(status=status)
-                       .where(self._subtask.id == subtask_id).execute())
+            changed = self.query(
+                "set status",
+                lambda: (S.update({S.status: peewee.Value(slot("status"))})
+                         .where(S.id == slot("id"))),
+                status=S.status.db_value(status), id=subtask_id).rowcount
             if not changed:
                 raise UnknownSubtaskError(f"no subtask {subtask_id!r}")
 
@@ -223,21 +256,26 @@ class DBTaskManager(TaskManager):
     # -- for subclasses ----------------------------------------------------
 
     def _next_computable(self) -> int | None:
-        row = (self._part.select(self._part.num)
-               .join(self._subtask, peewee.JOIN.LEFT_OUTER,
-                     on=(self._part.subtask == self._subtask.id))
-               .where(self._subtask.id.is_null() | self._subtask.status.in_(_COMPUTABLE))
-               .order_by(self._part.num).limit(1).tuples().first())
+        P, S = self._part, self._subtask
+        row = self.query(
+            "next computable part",
+            lambda: (P.select(P.num)
+                     .join(S, peewee.JOIN.LEFT_OUTER, on=(P.subtask == S.id))
+                     .where(S.id.is_null() | S.status.in_(_COMPUTABLE))
+                     .order_by(P.num).limit(1))).fetchone()
         return None if row is None else row[0]
 
-    def _current_status(self, part: Part) -> SubtaskStatus:
-        if part.subtask_id is None:
+    def _status_of(self, subtask_id: str | None) -> SubtaskStatus:
+        if subtask_id is None:
             return SubtaskStatus.WAITING
-        row = (self._subtask.select(self._subtask.status)
-               .where(self._subtask.id == part.subtask_id).tuples().first())
+        S = self._subtask
+        row = self.query(
+            "status of subtask",
+            lambda: S.select(S.status).where(S.id == slot("id")),
+            id=subtask_id).fetchone()
         if row is None:
             return SubtaskStatus.WAITING
-        return self._subtask.status.python_value(row[0])
+        return S.status.python_value(row[0])
 
 
 __all__ = ["DB_FILE_NAME", "BaseModel", "DBTaskManager", "Part", "Subtask"]
