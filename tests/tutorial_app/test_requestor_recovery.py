@@ -11,12 +11,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from golem_task_api.dirutils import RequestorDir
 from golem_task_api.enums import VerifyResult
 from golem_task_api.errors import AlreadyExistsError
 
 from app_testing import make_task_dir, snapshot, solve, subtask_input_text, write_result
 from tutorial_app import requestor
-from tutorial_app.store import DB_NAME
+from tutorial_app.store import DB_NAME, SubtaskState, TaskStore
 
 DIFFICULTY = 3
 PARAMS = {"difficulty": DIFFICULTY, "resources": ["input.txt"]}
@@ -37,8 +38,6 @@ def _good_result(task_dir: Path, sid: str, member: str | None = None) -> None:
 
 def test_task_dir_may_be_a_requestor_task_dir(tmp_path: Path) -> None:
     """The runtime passes RequestorTaskDir objects (a Path subclass): all calls take them."""
-    from golem_task_api.dirutils import RequestorDir
-
     plain = make_task_dir(tmp_path, "t")
     task_dir = RequestorDir(tmp_path).task_dir("t")
     assert task_dir == plain and type(task_dir) is not type(plain)
@@ -137,7 +136,6 @@ def test_kill_right_after_removing_a_result_loses_no_verified_result(
     requestor._forget_swept()
     requestor.has_pending_subtasks(task_dir)
     requestor.next_subtask(task_dir, "probe", "n")
-    from tutorial_app.store import SubtaskState, TaskStore
     verified = {s.subtask_id for s in TaskStore.open(task_dir).subtasks()
                 if s.state is SubtaskState.VERIFIED}
     outputs = {p.name for p in (task_dir / "task_outputs").iterdir()}
@@ -234,3 +232,31 @@ def test_result_member_named_after_the_subtask_passes(task_dir: Path) -> None:
     with zipfile.ZipFile(task_dir / "subtask_outputs" / "a" / "a.zip") as zf:
         assert zf.namelist() == ["a"]
     assert requestor.verify(task_dir, "a") == (VerifyResult.SUCCESS, None)
+
+
+# -- several requestor processes on one task ---------------------------------
+
+_NODE = """
+import sys
+from pathlib import Path
+from tutorial_app import requestor
+task_dir, k = Path(sys.argv[1]), sys.argv[2]
+for i in range(12):
+    requestor.next_subtask(task_dir, f"p{k}-{i}", f"node{k}")
+"""
+
+
+@pytest.mark.timeout(60)
+def test_processes_racing_for_parts_never_share_one(tmp_path: Path) -> None:
+    task_dir = make_task_dir(tmp_path, "t")
+    requestor.create_task(task_dir, 24, {"difficulty": 1, "resources": ["input.txt"]})
+    procs = [subprocess.Popen([sys.executable, "-c", _NODE, str(task_dir), str(k)], cwd=HERE)
+             for k in range(3)]
+    for proc in procs:
+        assert proc.wait(timeout=50) == 0
+    subtasks = TaskStore.open(task_dir).subtasks()
+    parts = [s.part for s in subtasks]
+    assert sorted(parts) == list(range(24))
+    texts = {subtask_input_text(task_dir, s.subtask_id) for s in subtasks}
+    assert len(texts) == 24
+    assert not requestor.has_pending_subtasks(task_dir)
