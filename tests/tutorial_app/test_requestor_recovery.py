@@ -192,7 +192,12 @@ def traced_sql(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
 
 
 def test_has_pending_does_not_load_the_input_text(task_dir: Path, traced_sql: list[str]) -> None:
-    assert requestor.has_pending_subtasks(task_dir)
+    # A fresh thread opens its own (traced) connection.
+    answers: list[bool] = []
+    reader = threading.Thread(target=lambda: answers.append(requestor.has_pending_subtasks(task_dir)))
+    reader.start()
+    reader.join(30)
+    assert answers == [True]
     assert traced_sql, "no SQL seen"
     assert not [s for s in traced_sql if "input_text" in s or "SELECT *" in s.upper()]
     assert not [s for s in traced_sql if "IMMEDIATE" in s.upper() or "EXCLUSIVE" in s.upper()]

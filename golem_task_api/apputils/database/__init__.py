@@ -134,18 +134,37 @@ class CompiledQueries:
         return db.execute_sql(sql, args)
 
 
+_shared: dict[str, "TaskDatabase"] = {}
+_shared_lock = threading.Lock()
+_kept = threading.local()
+_abandoned: list[peewee.Database] = []
+
+
 def open_sqlite(db_path: Path) -> peewee.SqliteDatabase:
-    """A peewee database for the SQLite file ``db_path`` with the pragmas above."""
-    return TaskDatabase(db_path)
+    """The process's peewee database for the SQLite file ``db_path`` (one per file)."""
+    key = os.path.abspath(db_path)
+    with _shared_lock:
+        db = _shared.get(key)
+        if db is None:
+            db = _shared[key] = TaskDatabase(key)
+    return db
 
 
 @contextlib.contextmanager
 def connected(db: peewee.Database) -> Iterator[None]:
-    """A connection of this thread to ``db`` for the block, closed after if opened here.
+    """This thread's connection to ``db`` for the block.
 
-    Closing after each operation keeps no file open between RPCs, and a
-    forked child never inherits a live SQLite connection.
+    A `TaskDatabase` connection stays open after the block, for the next
+    call (opening one and its first read cost more than a short query);
+    each thread keeps one at most, to the file it used last, so a process
+    serving many tasks keeps few files open. It is reopened if the file was
+    replaced since (a task dir deleted and made again). Any other database
+    is connected for the block only.
     """
+    if isinstance(db, TaskDatabase):
+        _keep_connection(db)
+        yield
+        return
     opened = db.is_closed()
     if opened:
         db.connect()
@@ -154,6 +173,44 @@ def connected(db: peewee.Database) -> Iterator[None]:
     finally:
         if opened:
             db.close()
+
+
+def _keep_connection(db: "TaskDatabase") -> None:
+    kept = getattr(_kept, "db", None)
+    if kept is not None and kept is not db and not kept.is_closed() and not kept.in_transaction():
+        kept.close()
+    identity = _identity(db.database)
+    if not db.is_closed():
+        if db.in_transaction() or (kept is db and identity == getattr(_kept, "identity", None)):
+            return
+        db.close()
+    db.connect()
+    _kept.db, _kept.identity = db, _identity(db.database)
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _abandon_connections_after_fork() -> None:
+    """In a forked child: never use (or close) a connection the parent opened.
+
+    SQLite forbids carrying a connection across fork. The inherited objects
+    stay referenced so they are never closed here either; new calls open
+    their own.
+    """
+    _abandoned.extend(_shared.values())
+    _shared.clear()
+    _kept.__dict__.clear()
+    database._local.__dict__.clear()
+    object.__setattr__(database, "_default", None)
+
+
+os.register_at_fork(after_in_child=_abandon_connections_after_fork)
 
 
 def initialize_database(

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -12,6 +13,7 @@ import time
 from pathlib import Path
 
 import peewee
+import psutil
 import pytest
 
 from golem_task_api.apputils.task import (
@@ -246,3 +248,34 @@ def test_sigkill_mid_run_leaves_no_half_written_state(tmp_path: Path, delay: flo
     # The manager carries on on the same file.
     manager = DBTaskManager(tmp_path)
     assert manager.get_next_computable_part_num() is not None
+
+
+def test_a_task_dir_made_again_gets_a_fresh_database(tmp_path: Path) -> None:
+    """Connections are kept between calls: one to a deleted file must not be reused."""
+    task_dir = tmp_path / "task"
+    task_dir.mkdir()
+    manager = DBTaskManager(task_dir)
+    manager.create_task(2)
+    manager.start_subtask(0, "a")
+    shutil.rmtree(task_dir)
+    task_dir.mkdir()
+    again = DBTaskManager(task_dir)
+    again.create_task(3)
+    assert again.get_subtask("a") is None
+    assert again.get_subtasks_statuses(range(3)) == dict.fromkeys(
+        range(3), (SubtaskStatus.WAITING, None))
+
+
+def test_threads_keep_one_connection_each(tmp_path: Path) -> None:
+    """A process serving many tasks keeps at most one open file set per thread."""
+    dirs = []
+    for i in range(5):
+        d = tmp_path / f"t{i}"
+        d.mkdir()
+        DBTaskManager(d).create_task(1)
+        dirs.append(d)
+    for d in dirs * 3:
+        DBTaskManager(d).get_next_computable_part_num()
+    ours = [f.path for f in psutil.Process().open_files() if f.path.startswith(str(tmp_path))]
+    assert len([p for p in ours if p.endswith("task.db")]) <= 1
+    assert len(ours) <= 3  # the file, its WAL and its shared-memory index
