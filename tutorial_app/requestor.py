@@ -6,7 +6,23 @@ transaction commits, so it changes nothing:
 
 - bad params or names: `ValueError` (INVALID_ARGUMENT);
 - a task never created, an unknown subtask id: `NotFoundError`;
-- CreateTask twice, a repeated subtask id: `AlreadyExistsError`.
+- CreateTask again with other params, a subtask id already handed out to
+  another node: `AlreadyExistsError`.
+
+Retries are safe. A node that lost a reply calls again with the same
+arguments and gets the same answer: CreateTask with the same params, and
+NextSubtask with the same subtask id from the same node (the node-chosen
+subtask id is the idempotency key; the input ZIP is written again if it is
+gone).
+
+Crash consistency: every file effect is ordered against its transaction's
+commit so that a kill at any instant leaves a state a restart recovers
+from. Files are created before the commit (a subtask's input ZIP, a
+verified result in task_outputs) and deleted after it (results of
+discarded or aborted subtasks). What a killed call can leave behind, temp
+files, inputs of subtasks never committed, results of subtasks not
+verified, is swept by the first mutating call of each process on the task
+(`_sweep`), under the store's write lock.
 
 A result that cannot be accepted is not an error but a FAILURE verdict with
 a reason; its part is computable again. Verifying a subtask that was
@@ -18,10 +34,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import hashlib
+import json
 import logging
 import os
+import re
 import secrets
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -37,7 +58,7 @@ from tutorial_app.params import check_file_name, parse_task_params, read_input_f
 from tutorial_app.result import parse_result
 from tutorial_app.store import (
     Assignment, DuplicateSubtaskError, Outcome, StoreError, TaskExistsError,
-    TaskNotCreatedError, TaskStore, UnknownSubtaskError, Verdict,
+    TaskNotCreatedError, TaskStore, UnknownSubtaskError, Verdict, crash_point,
 )
 
 log = logging.getLogger(__name__)
@@ -100,10 +121,15 @@ def create_task(task_work_dir: Path, max_subtasks_count: int, task_params: Any) 
     params = parse_task_params(task_params, max_subtasks_count)
     input_text = read_input_file(task_work_dir / api.constants.TASK_INPUTS_DIR, params.resource)
     salts = [secrets.token_hex(meta.SALT_BYTES) for _ in range(params.subtasks_count)]
+    # What makes two CreateTask calls the same task: a retry must match it.
+    request = json.dumps({
+        **dataclasses.asdict(params),
+        "input_sha256": hashlib.sha256(input_text.encode("utf-8")).hexdigest(),
+    }, sort_keys=True)
     with _api_errors():
         TaskStore.create(
             task_work_dir, difficulty=params.difficulty, resource=params.resource,
-            input_text=input_text, salts=salts)
+            input_text=input_text, salts=salts, request=request)
     log.info("task %s: %d parts at difficulty %d from %s", task_work_dir.name,
              params.subtasks_count, params.difficulty, params.resource)
     return api.structs.Task(
@@ -120,8 +146,13 @@ def next_subtask(task_work_dir: Path, subtask_id: str, opaque_node_id: str) -> a
     inputs_dir = task_work_dir / api.constants.SUBTASK_INPUTS_DIR
 
     def write_input(assignment: Assignment) -> None:
+        target = inputs_dir / zip_name
+        if assignment.retry and target.is_file():
+            return
         inputs_dir.mkdir(exist_ok=True)
-        write_text_zip(inputs_dir / zip_name, subtask_id, assignment.input_text)
+        crash_point("input zip: before write")
+        write_text_zip(target, subtask_id, assignment.input_text)
+        crash_point("input zip: written")
 
     with _api_errors():
         assignment = _store(task_work_dir).assign(subtask_id, opaque_node_id, prepare=write_input)
@@ -154,8 +185,6 @@ def verify(task_work_dir: Path, subtask_id: str) -> tuple[VerifyResult, str | No
             digest, nonce = parse_result(member.text)
             engine.verify(assignment.input_text, assignment.difficulty, digest, nonce)
         except ValueError as exc:  # ArchiveError, ResultFormatError and engine's verdicts
-            # A Verify that crashed after merging may have left this result behind.
-            merged.unlink(missing_ok=True)
             return Verdict(Outcome.FAILURE, f"rejected {result_file.name}: {exc}")
         verified.append(data)
         return Verdict(Outcome.SUCCESS)
@@ -165,6 +194,9 @@ def verify(task_work_dir: Path, subtask_id: str) -> tuple[VerifyResult, str | No
 
     with _api_errors():
         verdict = _store(task_work_dir).settle(subtask_id, judge, on_success=merge)
+    if verdict.outcome is Outcome.FAILURE:
+        # After the commit: a Verify killed after merging may have left this result.
+        _unmerge(task_work_dir)(subtask_id)
     log.info("task %s: subtask %s verified: %s%s", task_work_dir.name, subtask_id,
              verdict.outcome.value, f" ({verdict.reason})" if verdict.reason else "")
     return _OUTCOMES[verdict.outcome], verdict.reason
@@ -183,7 +215,8 @@ def discard_subtasks(task_work_dir: Path, subtask_ids: list[str]) -> list[str]:
 def has_pending_subtasks(task_work_dir: Path) -> bool:
     """HasPendingSubtasks, synchronously."""
     with _api_errors():
-        return _store(task_work_dir).has_pending()
+        # A read: no sweep (it needs the write lock).
+        return TaskStore.open(task_work_dir).has_pending()
 
 
 def abort_task(task_work_dir: Path) -> None:
@@ -202,17 +235,83 @@ def abort_subtask(task_work_dir: Path, subtask_id: str) -> None:
              "" if changed else " (it was not in progress; nothing changed)")
 
 
+_swept: set[str] = set()
+_swept_lock = threading.Lock()
+
+# Temp files of our atomic writes (".<name>.<random>.tmp") and of the old
+# store (".tutorial_app.sqlite3.<uuid>.tmp" with its -wal/-shm).
+_TEMP_NAME = re.compile(r"\..+\.tmp(-wal|-shm|-journal)?")
+
+
 def _store(task_work_dir: Path) -> TaskStore:
-    return TaskStore.open(task_work_dir)
+    """The task's store, swept of what killed calls left once per process (a restart)."""
+    store = TaskStore.open(task_work_dir)
+    key = os.fspath(task_work_dir)
+    with _swept_lock:
+        if key in _swept:
+            return store
+    store.recover(_sweep(Path(key)))
+    with _swept_lock:
+        _swept.add(key)
+    return store
+
+
+def _forget_swept() -> None:
+    """Sweep again on the next call, as a restarted process would (for tests)."""
+    with _swept_lock:
+        _swept.clear()
+
+
+def _sweep(task_work_dir: Path) -> Callable[[set[str], set[str]], None]:
+    """Remove what killed calls left: our temp files, inputs of subtasks never
+    committed, results in task_outputs of subtasks not verified."""
+    inputs = task_work_dir / api.constants.SUBTASK_INPUTS_DIR
+    outputs = task_work_dir / api.constants.TASK_OUTPUTS_DIR
+
+    def sweep(known: set[str], verified: set[str]) -> None:
+        removed = []
+        for directory in (task_work_dir, inputs, outputs):
+            for entry in _files(directory):
+                name = entry.name
+                stem = name[:-4] if name.endswith(".zip") else None
+                if (_TEMP_NAME.fullmatch(name)
+                        or (directory == inputs and stem is not None and stem not in known)
+                        or (directory == outputs and stem in known and stem not in verified)):
+                    _remove(Path(entry.path))
+                    removed.append(f"{directory.name}/{name}")
+        if removed:
+            log.info("task %s: removed what interrupted calls left: %s",
+                     task_work_dir.name, ", ".join(removed[:20]))
+
+    return sweep
+
+
+def _files(directory: Path) -> list[os.DirEntry[str]]:
+    try:
+        with os.scandir(directory) as entries:
+            return [e for e in entries if e.is_file(follow_symlinks=False)]
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _remove(path: Path) -> None:
+    """Unlink ``path`` if there; after a commit, a failure is only logged (the next sweep
+    removes the file, and the call itself did succeed)."""
+    crash_point(f"unlink {path.parent.name}: before")
+    try:
+        path.unlink(missing_ok=True)
+    except OSError as exc:
+        log.warning("cannot remove %s: %s", path.name, exc.strerror or exc)
+    crash_point(f"unlink {path.parent.name}: after")
 
 
 def _unmerge(task_work_dir: Path) -> Callable[[str], None]:
     """Take a subtask's result out of task_outputs (there only if verified, or merged by a
-    Verify that crashed before its commit)."""
+    Verify that crashed before its commit); the store calls it after the commit."""
     outputs = task_work_dir / api.constants.TASK_OUTPUTS_DIR
 
     def remove(subtask_id: str) -> None:
-        (outputs / f"{subtask_id}.zip").unlink(missing_ok=True)
+        _remove(outputs / f"{subtask_id}.zip")
 
     return remove
 
@@ -259,7 +358,9 @@ def _write_atomically(target: Path, data: bytes, scratch_dir: Path | None = None
             f.flush()
             # On disk before the store commits the verdict that points at it.
             os.fsync(f.fileno())
+        crash_point("merge: temp written")
         os.replace(tmp_name, target)
+        crash_point("merge: replaced")
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise

@@ -1,69 +1,80 @@
-"""The requestor's task state: one SQLite database in the task dir.
+"""The requestor's task state, built on `golem_task_api.apputils.task.database`.
 
-The database is the only state the requestor keeps, so a requestor killed
-at any point and restarted on the same work dir carries on. Every public
-operation is one transaction opened with ``BEGIN IMMEDIATE``: it takes the
-write lock before it reads, so two concurrent calls (threads or processes)
-are serialised and can never hand one part to two subtasks. File effects
-that belong to an operation (writing a subtask's input ZIP, copying a
-verified result) run inside its transaction, before the commit; a crash
-between the file effect and the commit leaves a file that the same or a
-later call overwrites or removes, never a state that points at a missing
-file.
+Why on `DBTaskManager`: it is how published apps keep task state (peewee
+models in ``task.db``, a part model subclassed with the app's own columns),
+so building our app on it shows app authors the way, and there is one
+task-state store in the repo, not two. What our app needs beyond it lives
+here as peewee subclasses and one extra model in the same file: each part's
+salt (`TutorialPart`), each subtask's node, verdict reason and whether it
+was discarded (`TutorialSubtask`), and the task row (`TaskMeta`: difficulty,
+input file name and text, the CreateTask request, aborted). The guarantees
+are the manager's, kept for every operation here: a WAL database with
+``synchronous=FULL``; every public operation is one transaction opened with
+``BEGIN IMMEDIATE`` (`DBTaskManager.transaction`), so it takes the write
+lock before it reads and two concurrent calls (threads or processes) can
+never hand one part to two subtasks; a SIGKILL at any instant leaves each
+operation wholly done or not at all. Reads (`has_pending` above all) use a
+read transaction and never wait for a writer.
 
-Tables::
+File effects are ordered around the commit by the caller (the requestor):
+files an operation creates are written before its commit (``prepare``,
+``on_success``), so a committed state never points at a missing file;
+files it deletes are deleted after the commit (``on_discard``,
+``on_abort`` run after it), so a crash never loses a result the store still
+counts as verified. A crash leaves at most files nothing refers to;
+`TaskStore.recover` hands the requestor what it needs to sweep them.
 
-    task      one row: difficulty, input file name and text, state (active/aborted)
-    parts     index, salt, state (pending/assigned/verified), subtask_id (current)
-    subtasks  id, part, node, state (assigned/verified/failed/discarded/aborted), reason
-
-A part's text to hash is ``task.input_text + part.salt``.
+Subtask states map onto `SubtaskStatus`: assigned is COMPUTING, verified
+SUCCESS, failed FAILURE, discarded and aborted ABORTED (told apart by
+``discarded``). A part is pending while its current subtask is absent,
+FAILURE or ABORTED. A part's text to hash is ``task.input_text + part.salt``.
 """
 from __future__ import annotations
 
 import contextlib
 import enum
 import os
-import sqlite3
+import signal
 import time
-import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-DB_NAME = "tutorial_app.sqlite3"
-"""The store's file name inside the task dir."""
+import peewee
+from golem_task_api.apputils.database import slot
+from golem_task_api.apputils.task import SubtaskStatus
+from golem_task_api.apputils.task.database import (
+    DB_FILE_NAME, BaseModel, DBTaskManager, Part, Subtask,
+)
 
-_SCHEMA_VERSION = 1
-_BUSY_TIMEOUT_MS = 30_000
+DB_NAME = DB_FILE_NAME
+"""The store's file name inside the task dir (``task.db``, the manager's)."""
 
-_SCHEMA = """
-CREATE TABLE task (
-    id          INTEGER PRIMARY KEY CHECK (id = 1),
-    difficulty  INTEGER NOT NULL,
-    resource    TEXT NOT NULL,
-    input_text  TEXT NOT NULL,
-    state       TEXT NOT NULL CHECK (state IN ('active', 'aborted'))
-);
-CREATE TABLE parts (
-    idx         INTEGER PRIMARY KEY,
-    salt        TEXT NOT NULL,
-    state       TEXT NOT NULL CHECK (state IN ('pending', 'assigned', 'verified')),
-    subtask_id  TEXT
-);
-CREATE INDEX parts_state ON parts (state, idx);
-CREATE TABLE subtasks (
-    id          TEXT PRIMARY KEY,
-    part        INTEGER NOT NULL REFERENCES parts (idx),
-    node        TEXT NOT NULL,
-    state       TEXT NOT NULL
-                CHECK (state IN ('assigned', 'verified', 'failed', 'discarded', 'aborted')),
-    reason      TEXT,
-    created     REAL NOT NULL,
-    updated     REAL NOT NULL
-);
-"""
+CRASH_POINT_ENV = "TUTORIAL_APP_CRASH_POINT"
+"""Fault injection for the test suite: ``"<point name>#<n>"`` kills the process
+(SIGKILL) the n-th time it reaches that point; unset, the points cost one lookup."""
+
+_crash_trace: list[str] = []
+
+
+def crash_point(name: str) -> None:
+    """A point where a mutation of a task's state begins or ends (a commit, a file effect).
+
+    A no-op unless `CRASH_POINT_ENV` is set; then the point is recorded in
+    the trace and, when the variable names it, the process dies right here
+    as if killed from outside, so a test can restart on what it left.
+    """
+    target = os.environ.get(CRASH_POINT_ENV)
+    if not target:
+        return
+    _crash_trace.append(name)
+    if target == f"{name}#{_crash_trace.count(name)}":
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def crash_trace() -> list[str]:
+    """The points reached so far in this process while `CRASH_POINT_ENV` was set."""
+    return list(_crash_trace)
 
 
 class StoreError(Exception):
@@ -75,7 +86,7 @@ class TaskNotCreatedError(StoreError, LookupError):
 
 
 class TaskExistsError(StoreError):
-    """CreateTask was already called for this task dir."""
+    """CreateTask was already called for this task dir (with other params)."""
 
 
 class UnknownSubtaskError(StoreError, LookupError):
@@ -83,7 +94,7 @@ class UnknownSubtaskError(StoreError, LookupError):
 
 
 class DuplicateSubtaskError(StoreError):
-    """A subtask with this id was already handed out."""
+    """A subtask with this id was already handed out (to another node)."""
 
 
 class PartState(enum.StrEnum):
@@ -104,6 +115,55 @@ class SubtaskState(enum.StrEnum):
     ABORTED = "aborted"
 
 
+# -- the models: the manager's, with our columns ----------------------------
+
+class TutorialPart(Part):
+    """A part and its salt (its text to hash is the task input followed by the salt)."""
+
+    salt = peewee.CharField()
+
+
+class TutorialSubtask(Subtask):
+    """A subtask, the node it went to and how it ended."""
+
+    node = peewee.TextField()
+    reason = peewee.TextField(null=True)
+    discarded = peewee.BooleanField(default=False)
+    created = peewee.FloatField()
+    updated = peewee.FloatField()
+
+
+class TaskMeta(BaseModel):
+    """The task row (one per task dir)."""
+
+    id = peewee.IntegerField(primary_key=True)
+    difficulty = peewee.IntegerField()
+    resource = peewee.TextField()
+    input_text = peewee.TextField()
+    request = peewee.TextField(null=True)
+    """The CreateTask request as canonical JSON: a retry must match it."""
+    aborted = peewee.BooleanField(default=False)
+
+    class Meta:
+        table_name = "task"
+
+
+class TutorialTaskManager(DBTaskManager):
+    """The app's `DBTaskManager`: our part and subtask models, plus the task row."""
+
+    extra_models = (TaskMeta,)
+
+    def __init__(self, work_dir: Path) -> None:
+        """Open (creating if needed) ``work_dir/task.db``."""
+        super().__init__(work_dir, part_model=TutorialPart, subtask_model=TutorialSubtask)
+
+
+_TASK_ROW = 1
+_LIVE = [SubtaskStatus.COMPUTING, SubtaskStatus.VERIFYING]
+
+
+# -- records -----------------------------------------------------------------
+
 @dataclass(frozen=True)
 class TaskRecord:
     """The task row."""
@@ -116,7 +176,7 @@ class TaskRecord:
 
 @dataclass(frozen=True)
 class PartRecord:
-    """One part of the task."""
+    """One part of the task; ``subtask_id`` is its holder while assigned or verified."""
 
     index: int
     salt: str
@@ -137,20 +197,17 @@ class SubtaskRecord:
 
 @dataclass(frozen=True)
 class Assignment:
-    """What a subtask must compute: its part's text at the task's difficulty."""
+    """What a subtask must compute: its part's text at the task's difficulty.
+
+    ``retry`` is true when the subtask was handed out by an earlier call
+    (the node retrying a NextSubtask whose reply it lost).
+    """
 
     subtask_id: str
     part: int
     input_text: str
     difficulty: int
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """The outcome of a verification; ``reason`` says why when not a success."""
-
-    outcome: "Outcome"
-    reason: str | None = None
+    retry: bool = False
 
 
 class Outcome(enum.Enum):
@@ -161,125 +218,106 @@ class Outcome(enum.Enum):
     AWAITING_DATA = "awaiting_data"
 
 
-class TaskStore:
-    """The task's state in ``task_dir/tutorial_app.sqlite3``; safe across threads and processes."""
+@dataclass(frozen=True)
+class Verdict:
+    """The outcome of a verification; ``reason`` says why when not a success."""
 
-    def __init__(self, path: Path) -> None:
-        """Use the store at ``path``; prefer `create` and `open`."""
-        self.path = path
+    outcome: Outcome
+    reason: str | None = None
+
+
+class TaskStore:
+    """The task's state in ``task_dir/task.db``; safe across threads and processes."""
+
+    def __init__(self, manager: TutorialTaskManager) -> None:
+        """Use the store ``manager`` keeps; prefer `create` and `open`."""
+        self.manager = manager
+        self.path = manager.db_path
 
     # -- lifecycle -----------------------------------------------------------
 
     @classmethod
     def create(
         cls, task_dir: Path, *, difficulty: int, resource: str, input_text: str,
-        salts: Sequence[str],
+        salts: Sequence[str], request: str | None = None,
     ) -> "TaskStore":
-        """Create the store with one pending part per salt; `TaskExistsError` if there is one.
+        """Create the task with one pending part per salt, in one transaction.
 
-        The database is built under a temporary name and linked into place,
-        so a crash leaves either no store or a complete one.
+        If the task exists already: the same non-None ``request`` (a
+        CreateTask retry) returns the store unchanged; anything else raises
+        `TaskExistsError`. A crash leaves the task wholly created or absent.
         """
-        final = task_dir / DB_NAME
-        if final.exists():
-            raise TaskExistsError(f"the task in {task_dir.name} was already created")
-        tmp = task_dir / f".{DB_NAME}.{uuid.uuid4().hex}.tmp"
-        try:
-            conn = sqlite3.connect(tmp, isolation_level=None)
-            try:
-                # WAL is recorded in the file, so every later connection uses it.
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("BEGIN IMMEDIATE")
-                for statement in _SCHEMA.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-                conn.execute(
-                    "INSERT INTO task (id, difficulty, resource, input_text, state)"
-                    " VALUES (1, ?, ?, ?, 'active')",
-                    (difficulty, resource, input_text))
-                conn.executemany(
-                    "INSERT INTO parts (idx, salt, state) VALUES (?, ?, 'pending')",
-                    enumerate(salts))
-                conn.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
-                conn.execute("COMMIT")
-            finally:
-                conn.close()
-            try:
-                os.link(tmp, final)
-            except FileExistsError:
-                raise TaskExistsError(
-                    f"the task in {task_dir.name} was already created") from None
-            except OSError:
-                # No hard links on this file system: a rename is atomic too,
-                # only not exclusive; the node never creates one task twice at once.
-                if final.exists():
-                    raise TaskExistsError(
-                        f"the task in {task_dir.name} was already created") from None
-                os.replace(tmp, final)
-        finally:
-            for suffix in ("", "-wal", "-shm"):
-                Path(f"{tmp}{suffix}").unlink(missing_ok=True)
-        return cls(final)
+        store = cls(TutorialTaskManager(task_dir))
+        with store._write("create"):
+            existing = (TaskMeta.select(TaskMeta.request)
+                        .where(TaskMeta.id == _TASK_ROW).tuples().first())
+            if existing is not None:
+                if request is not None and existing[0] == request:
+                    return store
+                raise TaskExistsError(f"the task in {Path(task_dir).name} was already created")
+            TaskMeta.insert(id=_TASK_ROW, difficulty=difficulty, resource=resource,
+                            input_text=input_text, request=request).execute()
+            store.manager.create_task(len(salts), salt=list(salts))
+        return store
 
     @classmethod
     def open(cls, task_dir: Path) -> "TaskStore":
         """The store of ``task_dir``; `TaskNotCreatedError` if CreateTask has not made one."""
-        path = task_dir / DB_NAME
-        if not path.is_file():
-            raise TaskNotCreatedError(f"no task was created in {task_dir.name}")
-        return cls(path)
+        if not (Path(task_dir) / DB_NAME).is_file():
+            raise TaskNotCreatedError(f"no task was created in {Path(task_dir).name}")
+        return cls(TutorialTaskManager(task_dir))
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (``BEGIN IMMEDIATE``); rolled back if the body raises."""
-        conn = sqlite3.connect(self.path, isolation_level=None, timeout=_BUSY_TIMEOUT_MS / 1000)
-        try:
-            conn.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
-            # FULL: a verified result must survive even a power cut, not only a kill.
-            conn.execute("PRAGMA synchronous=FULL")
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                version = conn.execute("PRAGMA user_version").fetchone()[0]
-                if version != _SCHEMA_VERSION:
-                    raise StoreError(
-                        f"{self.path.name} has schema version {version}, expected {_SCHEMA_VERSION}")
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-        finally:
-            conn.close()
+    def _write(self, operation: str) -> Iterator[None]:
+        """One write transaction named for the crash points around its commit."""
+        with self.manager.transaction():
+            yield
+            crash_point(f"{operation}: before commit")
+        crash_point(f"{operation}: after commit")
 
     # -- reads ---------------------------------------------------------------
 
     def task(self) -> TaskRecord:
         """The task row."""
-        with self.transaction() as conn:
-            return _task(conn)
+        with self.manager.reading():
+            meta = self._meta()
+        return TaskRecord(meta.difficulty, meta.resource, meta.input_text, meta.aborted)
 
     def parts(self) -> list[PartRecord]:
         """Every part, by index."""
-        with self.transaction() as conn:
-            rows = conn.execute("SELECT idx, salt, state, subtask_id FROM parts ORDER BY idx")
-            return [PartRecord(i, salt, PartState(state), sid) for i, salt, state, sid in rows]
+        with self.manager.reading():
+            rows = list(
+                TutorialPart.select(TutorialPart.num, TutorialPart.salt,
+                                    TutorialSubtask.id, TutorialSubtask.status)
+                .join(TutorialSubtask, peewee.JOIN.LEFT_OUTER,
+                      on=(TutorialPart.subtask == TutorialSubtask.id))
+                .order_by(TutorialPart.num).tuples())
+        records = []
+        for num, salt, sid, status in rows:
+            state = _part_state(TutorialSubtask.status.python_value(status) if sid else None)
+            records.append(PartRecord(num, salt, state, None if state is PartState.PENDING else sid))
+        return records
 
     def subtasks(self) -> list[SubtaskRecord]:
         """Every subtask handed out, in the order they were."""
-        with self.transaction() as conn:
-            rows = conn.execute(
-                "SELECT id, part, node, state, reason FROM subtasks ORDER BY rowid")
-            return [_subtask_record(row) for row in rows]
+        with self.manager.reading():
+            return [_subtask_record(s) for s in
+                    TutorialSubtask.select().order_by(peewee.SQL("rowid"))]
 
     def subtask(self, subtask_id: str) -> SubtaskRecord:
         """One subtask; `UnknownSubtaskError` if it was never handed out."""
-        with self.transaction() as conn:
-            return _subtask(conn, subtask_id)
+        with self.manager.reading():
+            return self._subtask(subtask_id)
 
     def has_pending(self) -> bool:
-        """True iff the task is active and a part waits for a subtask."""
-        with self.transaction() as conn:
-            return _has_pending(conn)
+        """True iff the task is active and a part waits for a subtask.
+
+        A read: no write lock, and the input text is not loaded.
+        """
+        with self.manager.reading():
+            if self._meta_aborted():
+                return False
+            return self.manager.get_next_computable_part_num() is not None
 
     # -- operations ----------------------------------------------------------
 
@@ -289,31 +327,28 @@ class TaskStore:
     ) -> Assignment | None:
         """Give the lowest pending part to a new subtask ``subtask_id``; None if none is pending.
 
-        A repeated ``subtask_id`` raises `DuplicateSubtaskError`. ``prepare``
-        runs inside the transaction (it writes the subtask's input file); if
-        it raises, nothing is assigned.
+        The same ``subtask_id`` from the same ``node`` again (a retry) gets
+        the same assignment, marked ``retry``; from another node it raises
+        `DuplicateSubtaskError`. ``prepare`` runs inside the transaction,
+        before the commit (it writes the subtask's input file); if it raises,
+        nothing is assigned.
         """
-        with self.transaction() as conn:
-            if conn.execute("SELECT 1 FROM subtasks WHERE id = ?", (subtask_id,)).fetchone():
-                raise DuplicateSubtaskError(f"subtask {subtask_id!r} was already handed out")
-            task = _task(conn)
-            if task.aborted:
-                return None
-            row = conn.execute(
-                "SELECT idx, salt FROM parts WHERE state = 'pending' ORDER BY idx LIMIT 1"
-            ).fetchone()
-            if row is None:
-                return None
-            part, salt = row
-            now = time.time()
-            conn.execute(
-                "UPDATE parts SET state = 'assigned', subtask_id = ? WHERE idx = ?",
-                (subtask_id, part))
-            conn.execute(
-                "INSERT INTO subtasks (id, part, node, state, created, updated)"
-                " VALUES (?, ?, ?, 'assigned', ?, ?)",
-                (subtask_id, part, node, now, now))
-            assignment = Assignment(subtask_id, part, task.input_text + salt, task.difficulty)
+        with self._write("assign"):
+            existing = self._subtask_or_none(subtask_id)
+            if existing is not None:
+                if existing.node != node:
+                    raise DuplicateSubtaskError(
+                        f"subtask {subtask_id!r} was already handed out to another node")
+                assignment = self._assignment(subtask_id, existing.part, retry=True)
+            else:
+                if self._meta_aborted():
+                    return None
+                part = self.manager.get_next_computable_part_num()
+                if part is None:
+                    return None
+                now = time.time()
+                self.manager.start_subtask(part, subtask_id, node=node, created=now, updated=now)
+                assignment = self._assignment(subtask_id, part)
             if prepare is not None:
                 prepare(assignment)
             return assignment
@@ -328,29 +363,22 @@ class TaskStore:
         Only an assigned subtask is judged. One already settled gets its old
         verdict again without any change (SUCCESS if verified; FAILURE with a
         reason if failed, discarded or aborted). On SUCCESS ``on_success``
-        runs before the commit (it merges the result into task_outputs), the
-        subtask and its part become verified. On FAILURE the part is pending
-        again. AWAITING_DATA changes nothing.
+        runs before the commit (it merges the result into task_outputs) and
+        the subtask and its part become verified. On FAILURE the part is
+        pending again. AWAITING_DATA changes nothing.
         """
-        with self.transaction() as conn:
-            record = _subtask(conn, subtask_id)
+        with self._write("verify"):
+            record = self._subtask(subtask_id)
             if record.state is not SubtaskState.ASSIGNED:
                 return _settled_verdict(record)
-            task = _task(conn)
-            salt = conn.execute(
-                "SELECT salt FROM parts WHERE idx = ?", (record.part,)).fetchone()[0]
-            assignment = Assignment(subtask_id, record.part, task.input_text + salt, task.difficulty)
+            assignment = self._assignment(subtask_id, record.part)
             verdict = judge(assignment)
             if verdict.outcome is Outcome.SUCCESS:
                 if on_success is not None:
                     on_success(assignment)
-                _set_subtask(conn, subtask_id, SubtaskState.VERIFIED, None)
-                conn.execute(
-                    "UPDATE parts SET state = 'verified', subtask_id = ? WHERE idx = ?",
-                    (subtask_id, record.part))
+                self._set(subtask_id, SubtaskStatus.SUCCESS, None)
             elif verdict.outcome is Outcome.FAILURE:
-                _set_subtask(conn, subtask_id, SubtaskState.FAILED, verdict.reason)
-                _release_part(conn, record.part, subtask_id)
+                self._set(subtask_id, SubtaskStatus.FAILURE, verdict.reason)
             return verdict
 
     def discard(
@@ -362,22 +390,17 @@ class TaskStore:
         Returns the ids discarded now, in the order given, each once. Ids
         already failed, discarded or aborted are left as they are and not
         returned. Any unknown id raises `UnknownSubtaskError` and nothing
-        changes. ``on_discard`` runs for each discarded id before the commit
+        changes. ``on_discard`` runs for each discarded id after the commit
         (it takes the result out of task_outputs).
         """
-        with self.transaction() as conn:
-            records = [_subtask(conn, sid) for sid in dict.fromkeys(subtask_ids)]
-            discarded = []
-            for record in records:
-                if record.state not in (SubtaskState.ASSIGNED, SubtaskState.VERIFIED):
-                    continue
-                _set_subtask(conn, record.subtask_id, SubtaskState.DISCARDED, "discarded")
-                _release_part(conn, record.part, record.subtask_id)
-                discarded.append(record.subtask_id)
+        with self._write("discard"):
+            records = [self._subtask(sid) for sid in dict.fromkeys(subtask_ids)]
+            discarded = [r.subtask_id for r in records
+                         if r.state in (SubtaskState.ASSIGNED, SubtaskState.VERIFIED)]
             for sid in discarded:
-                if on_discard is not None:
-                    on_discard(sid)
-            return discarded
+                self._set(sid, SubtaskStatus.ABORTED, "discarded", discarded=True)
+        _after_commit(discarded, on_discard)
+        return discarded
 
     def abort_subtask(
         self, subtask_id: str, on_abort: Callable[[str], None] | None = None,
@@ -385,79 +408,143 @@ class TaskStore:
         """Abort an assigned subtask: its part becomes pending again. True if it was assigned.
 
         A subtask in any other state is left as it is; an unknown id raises
-        `UnknownSubtaskError`. ``on_abort`` runs before the commit when the
+        `UnknownSubtaskError`. ``on_abort`` runs after the commit when the
         subtask is aborted (it removes a result a crashed Verify left behind).
         """
-        with self.transaction() as conn:
-            record = _subtask(conn, subtask_id)
+        with self._write("abort subtask"):
+            record = self._subtask(subtask_id)
             if record.state is not SubtaskState.ASSIGNED:
                 return False
-            _set_subtask(conn, subtask_id, SubtaskState.ABORTED, "subtask aborted")
-            _release_part(conn, record.part, subtask_id)
-            if on_abort is not None:
-                on_abort(subtask_id)
-            return True
+            self._set(subtask_id, SubtaskStatus.ABORTED, "subtask aborted")
+        _after_commit([subtask_id], on_abort)
+        return True
 
     def abort_task(self, on_abort: Callable[[str], None] | None = None) -> list[str]:
         """Abort the task: no part is handed out any more; assigned subtasks are aborted.
 
-        Verified results stay. Idempotent. Returns the subtasks aborted now;
-        ``on_abort`` runs for each before the commit.
+        Verified results stay, and so do failed subtasks' verdicts (unlike
+        `DBTaskManager.abort_task`, which would relabel those ABORTED).
+        Idempotent. Returns the subtasks aborted now; ``on_abort`` runs for
+        each after the commit.
         """
-        with self.transaction() as conn:
-            conn.execute("UPDATE task SET state = 'aborted' WHERE id = 1")
-            ids = [row[0] for row in conn.execute(
-                "SELECT id FROM subtasks WHERE state = 'assigned' ORDER BY rowid")]
-            for sid in ids:
-                _set_subtask(conn, sid, SubtaskState.ABORTED, "task aborted")
-            conn.execute(
-                "UPDATE parts SET state = 'pending', subtask_id = NULL WHERE state = 'assigned'")
-            for sid in ids:
-                if on_abort is not None:
-                    on_abort(sid)
-            return ids
+        with self._write("abort task"):
+            self._meta()
+            TaskMeta.update(aborted=True).where(TaskMeta.id == _TASK_ROW).execute()
+            ids = [sid for (sid,) in TutorialSubtask.select(TutorialSubtask.id)
+                   .where(TutorialSubtask.status.in_(_LIVE))
+                   .order_by(peewee.SQL("rowid")).tuples()]
+            (TutorialSubtask.update(status=SubtaskStatus.ABORTED, reason="task aborted",
+                                    updated=time.time())
+             .where(TutorialSubtask.id.in_(ids)).execute())
+        _after_commit(ids, on_abort)
+        return ids
+
+    def recover(self, sweep: Callable[[set[str], set[str]], None]) -> None:
+        """Run ``sweep(known_ids, verified_ids)`` under the write lock.
+
+        The requestor removes there what killed calls left behind: temp
+        files, inputs of subtasks never committed, results not verified.
+        Holding the lock, no other call is half-way through a file effect.
+        """
+        with self._write("recover"):
+            rows = TutorialSubtask.select(TutorialSubtask.id, TutorialSubtask.status).tuples()
+            known: set[str] = set()
+            verified: set[str] = set()
+            for sid, status in rows:
+                known.add(sid)
+                if TutorialSubtask.status.python_value(status) is SubtaskStatus.SUCCESS:
+                    verified.add(sid)
+            sweep(known, verified)
+
+    # -- helpers (inside a transaction) --------------------------------------
+
+    def _meta(self) -> TaskMeta:
+        meta = TaskMeta.get_or_none(TaskMeta.id == _TASK_ROW)
+        if meta is None:
+            raise TaskNotCreatedError(f"no task was created in {self.manager.work_dir.name}")
+        return meta
+
+    def _meta_aborted(self) -> bool:
+        row = self.manager.query(
+            "task aborted",
+            lambda: TaskMeta.select(TaskMeta.aborted).where(TaskMeta.id == _TASK_ROW)).fetchone()
+        if row is None:
+            raise TaskNotCreatedError(f"no task was created in {self.manager.work_dir.name}")
+        return bool(row[0])
+
+    def _subtask_or_none(self, subtask_id: str) -> SubtaskRecord | None:
+        S = TutorialSubtask
+        row = self.manager.query(
+            "subtask",
+            lambda: (S.select(S.id, S.part, S.node, S.status, S.discarded, S.reason)
+                     .where(S.id == slot("id"))),
+            id=subtask_id).fetchone()
+        if row is None:
+            return None
+        sid, part, node, status, discarded, reason = row
+        return SubtaskRecord(sid, part, node,
+                             _subtask_state(S.status.python_value(status), bool(discarded)), reason)
+
+    def _subtask(self, subtask_id: str) -> SubtaskRecord:
+        self._meta_aborted()  # a task never created is NOT_FOUND before any subtask is
+        record = self._subtask_or_none(subtask_id)
+        if record is None:
+            raise UnknownSubtaskError(f"no subtask {subtask_id!r} was handed out for this task")
+        return record
+
+    def _assignment(self, subtask_id: str, part: int, retry: bool = False) -> Assignment:
+        difficulty, input_text = self.manager.query(
+            "task input",
+            lambda: (TaskMeta.select(TaskMeta.difficulty, TaskMeta.input_text)
+                     .where(TaskMeta.id == _TASK_ROW))).fetchone()
+        (salt,) = self.manager.query(
+            "salt",
+            lambda: TutorialPart.select(TutorialPart.salt).where(TutorialPart.num == slot("num")),
+            num=part).fetchone()
+        return Assignment(subtask_id, part, input_text + salt, difficulty, retry)
+
+    def _set(
+        self, subtask_id: str, status: SubtaskStatus, reason: str | None, discarded: bool = False,
+    ) -> None:
+        self.manager.update_subtask_status(subtask_id, status)
+        S = TutorialSubtask
+        self.manager.query(
+            "subtask outcome",
+            lambda: (S.update({S.reason: peewee.Value(slot("reason")),
+                               S.discarded: peewee.Value(slot("discarded")),
+                               S.updated: peewee.Value(slot("updated"))})
+                     .where(S.id == slot("id"))),
+            reason=reason, discarded=int(discarded), updated=time.time(), id=subtask_id)
 
 
-def _task(conn: sqlite3.Connection) -> TaskRecord:
-    difficulty, resource, input_text, state = conn.execute(
-        "SELECT difficulty, resource, input_text, state FROM task WHERE id = 1").fetchone()
-    return TaskRecord(difficulty, resource, input_text, state == "aborted")
+def _after_commit(ids: Sequence[str], hook: Callable[[str], None] | None) -> None:
+    if hook is None:
+        return
+    for sid in ids:
+        hook(sid)
 
 
-def _subtask(conn: sqlite3.Connection, subtask_id: str) -> SubtaskRecord:
-    row = conn.execute(
-        "SELECT id, part, node, state, reason FROM subtasks WHERE id = ?", (subtask_id,)
-    ).fetchone()
-    if row is None:
-        raise UnknownSubtaskError(f"no subtask {subtask_id!r} was handed out for this task")
-    return _subtask_record(row)
+def _part_state(status: SubtaskStatus | None) -> PartState:
+    if status is None or status.is_computable():
+        return PartState.PENDING
+    if status is SubtaskStatus.SUCCESS:
+        return PartState.VERIFIED
+    return PartState.ASSIGNED
 
 
-def _subtask_record(row: tuple[Any, ...]) -> SubtaskRecord:
-    sid, part, node, state, reason = row
-    return SubtaskRecord(sid, part, node, SubtaskState(state), reason)
+def _subtask_record(subtask: TutorialSubtask) -> SubtaskRecord:
+    return SubtaskRecord(subtask.id, subtask.part_id, subtask.node,
+                         _subtask_state(subtask.status, subtask.discarded), subtask.reason)
 
 
-def _has_pending(conn: sqlite3.Connection) -> bool:
-    if _task(conn).aborted:
-        return False
-    return conn.execute("SELECT 1 FROM parts WHERE state = 'pending' LIMIT 1").fetchone() is not None
-
-
-def _set_subtask(
-    conn: sqlite3.Connection, subtask_id: str, state: SubtaskState, reason: str | None,
-) -> None:
-    conn.execute(
-        "UPDATE subtasks SET state = ?, reason = ?, updated = ? WHERE id = ?",
-        (state.value, reason, time.time(), subtask_id))
-
-
-def _release_part(conn: sqlite3.Connection, part: int, subtask_id: str) -> None:
-    """Make ``part`` pending again if ``subtask_id`` is the subtask holding it."""
-    conn.execute(
-        "UPDATE parts SET state = 'pending', subtask_id = NULL"
-        " WHERE idx = ? AND subtask_id = ?",
-        (part, subtask_id))
+def _subtask_state(status: SubtaskStatus, discarded: bool) -> SubtaskState:
+    if status is SubtaskStatus.SUCCESS:
+        return SubtaskState.VERIFIED
+    if status is SubtaskStatus.FAILURE:
+        return SubtaskState.FAILED
+    if status is SubtaskStatus.ABORTED:
+        return SubtaskState.DISCARDED if discarded else SubtaskState.ABORTED
+    return SubtaskState.ASSIGNED
 
 
 def _settled_verdict(record: SubtaskRecord) -> Verdict:

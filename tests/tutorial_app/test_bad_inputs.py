@@ -121,13 +121,13 @@ def test_bad_task_params(node: Node, case: str) -> None:
     node.rejected(node.util.requestor.create_task(task_id, 2, params), Status.INVALID_ARGUMENT, words)
     assert snapshot(node.task_dir(task_id)) == before
     # The same task id can still be created with good params.
-    node.run(node.util.requestor.create_task(task_id, 2, dict(GOOD)))
+    node.run(node.util.requestor.create_task(task_id, 3, dict(GOOD)))
 
 
 def test_create_task_twice(node: Node) -> None:
     task_id = node.new_task()
     before = snapshot(node.task_dir(task_id))
-    node.rejected(node.util.requestor.create_task(task_id, 2, dict(GOOD)),
+    node.rejected(node.util.requestor.create_task(task_id, 3, dict(GOOD)),
                   Status.ALREADY_EXISTS, "already created")
     assert snapshot(node.task_dir(task_id)) == before
 

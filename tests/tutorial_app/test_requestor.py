@@ -238,9 +238,11 @@ def test_repeated_subtask_id(task_dir: Path) -> None:
 
 
 def test_create_task_twice(task_dir: Path) -> None:
+    """A second CreateTask for the task is refused unless it is a retry of the first
+    (same params: see test_requestor_recovery)."""
     before = snapshot(task_dir)
     with pytest.raises(AlreadyExistsError):
-        requestor.create_task(task_dir, 3, dict(PARAMS))
+        requestor.create_task(task_dir, 4, dict(PARAMS))
     assert snapshot(task_dir) == before
 
 

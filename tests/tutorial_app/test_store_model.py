@@ -15,6 +15,7 @@ from tutorial_app.store import (
 
 PARTS = 3
 IDS = st.sampled_from([f"s{i}" for i in range(10)])
+NODES = st.sampled_from(["n1", "n2"])
 
 
 class StoreModel(RuleBasedStateMachine):
@@ -29,6 +30,7 @@ class StoreModel(RuleBasedStateMachine):
         self.verified_parts: set[int] = set()
         self.state: dict[str, SubtaskState] = {}
         self.part_of: dict[str, int] = {}
+        self.node_of: dict[str, str] = {}
         self.aborted = False
 
     def teardown(self) -> None:
@@ -37,23 +39,29 @@ class StoreModel(RuleBasedStateMachine):
     def _pending(self) -> list[int]:
         return [p for p, h in self.holder.items() if h is None and p not in self.verified_parts]
 
-    @rule(sid=IDS)
-    def assign(self, sid: str) -> None:
+    @rule(sid=IDS, node=NODES)
+    def assign(self, sid: str, node: str) -> None:
         if sid in self.state:
-            try:
-                self.store.assign(sid, "n")
-            except DuplicateSubtaskError:
-                return
-            raise AssertionError("a repeated id was accepted")
-        got = self.store.assign(sid, "n")
+            if node != self.node_of[sid]:
+                try:
+                    self.store.assign(sid, node)
+                except DuplicateSubtaskError:
+                    return
+                raise AssertionError("a repeated id from another node was accepted")
+            # A retry from the same node answers as the first call and changes nothing.
+            again = self.store.assign(sid, node)
+            assert again is not None and again.retry and again.part == self.part_of[sid]
+            return
+        got = self.store.assign(sid, node)
         pending = self._pending()
         if self.aborted or not pending:
             assert got is None
             return
-        assert got is not None and got.part == min(pending)
+        assert got is not None and got.part == min(pending) and not got.retry
         self.holder[got.part] = sid
         self.state[sid] = SubtaskState.ASSIGNED
         self.part_of[sid] = got.part
+        self.node_of[sid] = node
 
     @rule(sid=IDS, outcome=st.sampled_from(list(Outcome)))
     def settle(self, sid: str, outcome: Outcome) -> None:
