@@ -23,6 +23,7 @@ from tutorial_app.archive import (
     NotARegularFileError, TextMember, read_file_bounded, read_text_zip, write_text_zip,
 )
 from tutorial_app.params import InvalidParamsError, check_difficulty, check_file_name
+from tutorial_app.progressfile import INTERVAL_SECONDS, ProgressReporter, progress_path
 from tutorial_app.result import format_result
 
 log = logging.getLogger(__name__)
@@ -95,12 +96,17 @@ class ProviderHandler(api.ProviderAppHandler):
         pool = self.lifecycle.supervisor if self.lifecycle is not None else None
         log.info("subtask %s: searching at difficulty %d over %d characters",
                  subtask_id, difficulty, len(member.text))
+        # The node reads this file to show live progress; the Task API has no call for it.
+        reporter = ProgressReporter(progress_path(task_work_dir, subtask_id))
+        reporter.update(0, 0.0)
         try:
-            solution = await api.threading.Executor.run(_search, pool, member.text, difficulty)
-        except engine.SearchCancelled:
+            solution = await api.threading.Executor.run(_search, pool, member.text, difficulty, reporter)
+        except engine.SearchCancelled as exc:
+            reporter.finish(exc.hashes, exc.seconds)
             raise FailedPreconditionError(
                 f"subtask {subtask_id}: computation interrupted (the provider is shutting down)"
             ) from None
+        reporter.finish(solution.hashes, solution.seconds)
         result_name = f"{subtask_id}.zip"
         await asyncio.to_thread(
             write_text_zip, task_work_dir / result_name, subtask_id,
@@ -150,10 +156,18 @@ def _read_input(path: Path) -> TextMember:
     return read_text_zip(data, meta.MAX_SUBTASK_INPUT_BYTES, name=path.name)
 
 
-def _search(pool: engine.Supervisor | None, text: str, difficulty: int) -> engine.Solution:
-    """Blocking search, on ``pool`` or on a pool of its own."""
+def _search(
+    pool: engine.Supervisor | None, text: str, difficulty: int, reporter: ProgressReporter,
+) -> engine.Solution:
+    """Blocking search, on ``pool`` or on a pool of its own, reporting its progress."""
     stop = api.threading.Executor.is_shutting_down
+
+    def progress(p: engine.Progress) -> None:
+        reporter.update(p.hashes, p.seconds)
+
     if pool is not None:
-        return pool.search(text, difficulty, should_stop=stop)
+        return pool.search(text, difficulty, should_stop=stop, progress=progress,
+                           progress_interval=INTERVAL_SECONDS)
     with engine.Supervisor() as own:
-        return own.search(text, difficulty, should_stop=stop)
+        return own.search(text, difficulty, should_stop=stop, progress=progress,
+                          progress_interval=INTERVAL_SECONDS)
