@@ -16,7 +16,7 @@ import engine
 from golem_task_api import envs
 from tutorial_app import meta
 
-from test_runner import check_out_dir
+from app_testing import check_out_dir
 
 CLI = [sys.executable, "-m", "tutorial_app.cli"]
 

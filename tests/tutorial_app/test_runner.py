@@ -7,36 +7,20 @@ import os
 import signal
 import sys
 import time
-import zipfile
 from pathlib import Path
 
 import pytest
 from golem_task_api.testutils import SubprocessTaskApiService, find_free_port
 
-import engine
-from tutorial_app.result import parse_result
 from tutorial_app.progressfile import SearchProgress, read_progress
-from app_testing import children_now
+import engine
+from app_testing import check_out_dir, children_now
 from tutorial_app.runner import (
     LocalServers, OutDirError, Provider, RunError, TaskRun, default_split, default_subtask_timeout,
     parse_address, scratch_dir,
 )
 
 HERE = Path(__file__).parent
-
-
-def check_out_dir(out_dir: Path, difficulty: int, expected: int) -> None:
-    """Every result in the out dir verifies against the input written beside it."""
-    results = sorted((out_dir / "results").glob("*.zip"))
-    assert len(results) == expected
-    for result in results:
-        subtask_id = result.stem
-        with zipfile.ZipFile(result) as zf:
-            (member,) = zf.namelist()
-            assert member == subtask_id
-            digest, nonce = parse_result(zf.read(member).decode())
-        text = (out_dir / "inputs" / f"{subtask_id}.txt").read_text(encoding="utf-8")
-        engine.verify(text, difficulty, digest, nonce)
 
 
 class FirstProviderStuck(LocalServers):
