@@ -71,6 +71,9 @@ class ProviderPool:
         """How many more providers the run may still use; the pool starts no more."""
         self.on_start = on_start or (lambda provider: None)
         self.health_timeout = health_timeout
+        # Local starts can fail by chance; the one remote provider failing
+        # to start will fail again, so the run gives up at once.
+        self.max_failed_starts = START_FAILURES_IN_A_ROW if servers.providers_ahead else 1
         self.failures: list[str] = []
         self._in_a_row = 0
         self._slot = 0
@@ -115,9 +118,9 @@ class ProviderPool:
                     log.warning("%s", exc)
                     self.failures.append(str(exc))
                     self._in_a_row += 1
-                    if self._in_a_row >= START_FAILURES_IN_A_ROW:
+                    if self._in_a_row >= self.max_failed_starts:
                         raise ProviderStartError(
-                            f"{self._in_a_row} providers in a row failed to start; last: {exc}"
+                            f"{self._in_a_row} provider(s) in a row failed to start; last: {exc}"
                         ) from None
         ready = self._ready.popleft()
         self.fill()

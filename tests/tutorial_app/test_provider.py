@@ -114,3 +114,13 @@ def test_shutdown_flag_interrupts_compute(tmp_path: Path) -> None:
 
 def test_benchmark_scores(tmp_path: Path) -> None:
     assert asyncio.run(ProviderHandler().run_benchmark(tmp_path)) > 0
+
+
+def test_compute_reports_its_progress_in_the_work_dir(tmp_path: Path) -> None:
+    from tutorial_app.progressfile import progress_path, read_progress
+    work = _provider_dir(tmp_path)
+    asyncio.run(ProviderHandler().compute(work, "s1", {"difficulty": 12, "resources": ["s1.zip"]}))
+    progress = read_progress(progress_path(work, "s1"))
+    _, nonce = solve("provider input", 12)
+    assert progress is not None and progress.done
+    assert progress.hashes >= nonce + 1
