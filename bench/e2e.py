@@ -32,7 +32,7 @@ def one_run(base: Path, difficulty: int, subtasks: int) -> tuple[float, int]:
     providers, workers = default_split(subtasks, None, None, engine.usable_cores())
     scratch = scratch_dir(base)
     run = TaskRun(
-        LocalServers(scratch, workers), input_file, difficulty, subtasks, providers, base / "out"
+        LocalServers(scratch, workers, difficulty=difficulty), input_file, difficulty, subtasks, providers, base / "out"
     )
     started = time.perf_counter()
     asyncio.run(run.run())

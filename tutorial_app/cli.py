@@ -20,6 +20,7 @@ import engine
 from engine.kernels import get_kernel
 
 from tutorial_app import descriptor, meta
+from tutorial_app.provider import pool_start_policy
 from tutorial_app.outdir import OutDirError, check_out_dir
 from tutorial_app.progress import ProgressBar, format_duration, format_rate
 from tutorial_app.report import format_table
@@ -161,6 +162,10 @@ def check_environment() -> dict[str, str]:
         engine.default_kernel()
     except ValueError as exc:
         raise SettingError(f"TUTORIAL_APP_KERNEL={os.environ.get('TUTORIAL_APP_KERNEL', '')!r}: {exc}") from None
+    try:
+        pool_start_policy()
+    except ValueError as exc:
+        raise SettingError(str(exc)) from None
     env = {}
     level = os.environ.get(LOG_LEVEL_ENV, "").strip()
     if level:
@@ -232,7 +237,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, server_env: 
         servers: Servers = RemoteServers(args.requestor, args.requestor_dir, args.provider, args.provider_dir)
     else:
         scratch = scratch_dir(None)
-        servers = LocalServers(scratch, workers, env=server_env)
+        servers = LocalServers(scratch, workers, env=server_env, difficulty=args.difficulty)
     bar = None if args.json else ProgressBar(args.subtasks)
 
     def log_line(text: str) -> None:

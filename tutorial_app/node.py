@@ -43,6 +43,7 @@ from tutorial_app.meter import WorkMeter, expected_hashes
 from tutorial_app.outdir import OutDir, check_out_dir
 from tutorial_app.pool import ProviderPool, ProviderStartError, ReadyProvider
 from tutorial_app.progress import RunProgress
+from tutorial_app.provider import IN_PROCESS_MAX_DIFFICULTY
 from tutorial_app.report import RunReport, SubtaskResult
 from tutorial_app.result import parse_result
 from tutorial_app.servers import Provider, Servers, log_tail
@@ -139,7 +140,10 @@ class TaskRun:
         self.task_id = uuid.uuid4().hex
         self._logs = LogForwarder(log_lines) if log_lines is not None else None
         self._requestor: RequestorAppClient | None = None
-        self._pool = ProviderPool(servers, ahead=PROVIDERS_AHEAD_PER_SLOT * providers, on_start=self._on_provider_start)
+        # Searches long enough for a pool hide a provider's start behind one
+        # search; in-process ones are so short that starts must overlap.
+        ahead = PROVIDERS_AHEAD_PER_SLOT if difficulty <= IN_PROCESS_MAX_DIFFICULTY else 1
+        self._pool = ProviderPool(servers, ahead=ahead * providers, on_start=self._on_provider_start)
         self._computing: set[Any] = set()
         self._in_flight: set[asyncio.Task[None]] = set()
         self._stopping: set[asyncio.Task[None]] = set()
@@ -171,7 +175,6 @@ class TaskRun:
         if self._logs is not None:
             helpers.append(asyncio.create_task(self._logs.run()))
         try:
-            await self.servers.open()
             try:
                 await self._run()
             except (GRPCError, StreamTerminatedError, OSError):
@@ -242,13 +245,24 @@ class TaskRun:
         )
 
     async def _run(self) -> None:
-        self._pool.wanted = self.subtasks
-        self._pool.fill()  # providers boot while the requestor does
         if self._logs is not None:
             self._logs.follow("requestor", self.servers.requestor_log)
         service = self.servers.requestor_service()
+        requestor = asyncio.create_task(
+            RequestorAppClient.create(service, port=self.servers.requestor_port))
         try:
-            self._requestor = await RequestorAppClient.create(service, port=self.servers.requestor_port)
+            # Providers boot while the requestor does.
+            await self.servers.open()
+            self._pool.wanted = self.subtasks
+            self._pool.fill()
+        except BaseException:
+            requestor.cancel()  # a start cancelled half-way stops its server
+            (outcome,) = await asyncio.gather(requestor, return_exceptions=True)
+            if isinstance(outcome, RequestorAppClient):
+                self._requestor = outcome  # it had started: shut down with the rest
+            raise
+        try:
+            self._requestor = await requestor
         except ServiceNotReadyError as exc:
             why = getattr(service, "problem", None) or str(exc)
             tail = log_tail(self.servers.requestor_log)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 import sys
 import tempfile
@@ -25,6 +26,7 @@ from golem_task_api.client import TaskApiService
 from golem_task_api.testutils import SubprocessTaskApiService, find_free_port
 
 from tutorial_app.forkserver import ForkedService, ForkServer
+from tutorial_app.provider import POOL_START_ENV, pool_start_for
 
 LOG_TAIL_LINES = 6
 """Lines of a server's log quoted when it fails."""
@@ -92,7 +94,9 @@ class LocalServers:
     providers_ahead = True
 
     def __init__(self, scratch: Path, workers: int, env: dict[str, str] | None = None,
-                 fork: bool = True) -> None:
+                 fork: bool = True, difficulty: int | None = None) -> None:
+        """``env``: added to the servers' environment. ``difficulty``: the run's, when
+        known, so providers that will only search in-process never start a pool."""
         self.scratch = scratch
         self.workers = workers
         self.requestor_dir = scratch / "requestor"
@@ -100,6 +104,8 @@ class LocalServers:
         self.requestor_port = find_free_port()
         self.requestor_log: Path | None = scratch / "requestor.log"
         self._env = {**(env or {}), "TUTORIAL_APP_WORKERS": str(workers)}
+        if difficulty is not None and POOL_START_ENV not in self._env and not os.environ.get(POOL_START_ENV):
+            self._env[POOL_START_ENV] = pool_start_for(difficulty)
         self._fork = fork
         self._forkserver: ForkServer | None = None
         self._recent_ports: deque[int] = deque([self.requestor_port], maxlen=RECENT_PORTS)
