@@ -292,3 +292,13 @@ def test_provider_that_fails_to_start_is_reported_with_its_log(tmp_path: Path, i
     assert "kernel xyz is not available here" in str(caught.value)
     report = run.report()
     assert not report.ok and "kernel xyz" in (report.error or "")
+
+
+def test_statuses_read_as_name_and_message() -> None:
+    from grpclib.const import Status
+    from grpclib.exceptions import GRPCError
+
+    from tutorial_app.node import describe_error
+    error = GRPCError(Status.FAILED_PRECONDITION, "subtask x: computation interrupted")
+    assert describe_error(error) == "FAILED_PRECONDITION: subtask x: computation interrupted"
+    assert describe_error(GRPCError(Status.UNAVAILABLE)) == "UNAVAILABLE"
