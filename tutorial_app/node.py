@@ -372,8 +372,12 @@ class TaskRun:
             self._meter.finish(subtask_id)
             self._computing.discard(ready.client)
             # After its one request the provider stops by itself; waiting for
-            # that (or forcing it) need not hold up the verification.
-            self._stop_later(ready)
+            # that (or forcing it) need not hold up the verification, unless the
+            # next provider is the same server's next life in the same work dir.
+            if self.servers.providers_ahead:
+                self._stop_later(ready)
+            else:
+                await self._stop(ready)
         verdict, reason = await self._requestor.verify(self.task_id, subtask_id)
         if verdict != VerifyResult.SUCCESS:
             self._fail(subtask_id, f"verification {verdict.name}: {reason}")
@@ -383,15 +387,15 @@ class TaskRun:
             return
         self._collect(subtask_id, outputs / output.name, requestor_task, time.monotonic() - started)
 
-    def _stop_later(self, ready: ReadyProvider) -> None:
-        async def stop() -> None:
-            try:
-                await stop_server(ready.client, SHUTDOWN_TIMEOUT)
-            finally:
-                with contextlib.suppress(Exception):
-                    self.servers.release(ready.provider)
+    async def _stop(self, ready: ReadyProvider) -> None:
+        try:
+            await stop_server(ready.client, SHUTDOWN_TIMEOUT)
+        finally:
+            with contextlib.suppress(Exception):
+                self.servers.release(ready.provider)
 
-        task = asyncio.create_task(stop())
+    def _stop_later(self, ready: ReadyProvider) -> None:
+        task = asyncio.create_task(self._stop(ready))
         self._stopping.add(task)
         task.add_done_callback(self._stopping.discard)
 

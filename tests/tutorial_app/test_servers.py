@@ -97,3 +97,46 @@ def test_provider_dir_that_is_a_file_is_refused(tmp_path: Path) -> None:
     path.write_text("x")
     with pytest.raises(ForeignDirectoryError, match="not a directory"):
         check_provider_dir(path)
+
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.timeout(90)
+def test_remote_pair_through_shared_dirs_keeps_foreign_files_out(tmp_path: Path, input_file: Path) -> None:
+    """The compose layout without Docker: servers someone else (re)starts, shared work dirs."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tutorial_app.node import TaskRun
+    from app_testing import check_out_dir
+
+    requestor_dir, provider_dir = tmp_path / "requestor", tmp_path / "provider"
+    requestor_dir.mkdir()
+    provider_dir.mkdir()
+    (provider_dir / "task_api_client.crt").write_text("the node's TLS file")
+    rport, pport = find_free_port(), find_free_port()
+    serve = ["sh", str(REPO / "scripts" / "docker-compose-serve.sh"), sys.executable, "-m",
+             "tutorial_app.entrypoint"]
+    procs = [
+        subprocess.Popen([*serve, "--work-dir", str(requestor_dir), "requestor", str(rport)],
+                         start_new_session=True, stderr=subprocess.DEVNULL),
+        subprocess.Popen([*serve, "--work-dir", str(provider_dir), "provider", str(pport)],
+                         start_new_session=True, stderr=subprocess.DEVNULL),
+    ]
+    try:
+        servers = RemoteServers(("127.0.0.1", rport), requestor_dir, ("127.0.0.1", pport), provider_dir)
+        run = TaskRun(servers, input_file, difficulty=6, subtasks=3, providers=1, out_dir=tmp_path / "out")
+        asyncio.run(run.run())
+        report = run.report()
+        assert report.ok, (report.error, report.failures)
+        check_out_dir(tmp_path / "out", 6, 3)
+        # Between lives the node tidied only its own files; the TLS file stays.
+        assert (provider_dir / "task_api_client.crt").read_text() == "the node's TLS file"
+        assert check_provider_dir(provider_dir) is None
+    finally:
+        for proc in procs:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
