@@ -189,7 +189,10 @@ class TaskRun:
         except asyncio.CancelledError:
             self._error = f"{self._interrupt_note}; every app server was stopped"
             raise
-        except (RunError, ProviderStartError) as exc:
+        except RunError as exc:
+            self._error = str(exc)
+            raise
+        except ProviderStartError as exc:
             self._error = str(exc)
             raise RunError(str(exc)) from exc
         except Exception as exc:
