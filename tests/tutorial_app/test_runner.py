@@ -43,9 +43,12 @@ class FirstProviderStuck(LocalServers):
 
 
 @pytest.mark.timeout(60)
-def test_whole_task_verifies(tmp_path: Path, input_file: Path) -> None:
-    servers = LocalServers(scratch_dir(tmp_path), workers=1)
-    run = TaskRun(servers, input_file, difficulty=10, subtasks=3, providers=2, out_dir=tmp_path / "out")
+@pytest.mark.parametrize("fork, difficulty", [(True, 10), (False, 10), (True, 18)],
+                         ids=["forked-in-process", "subprocess", "forked-pool"])
+def test_whole_task_verifies(tmp_path: Path, input_file: Path, fork: bool, difficulty: int) -> None:
+    servers = LocalServers(scratch_dir(tmp_path), workers=1, fork=fork, difficulty=difficulty)
+    run = TaskRun(servers, input_file, difficulty=difficulty, subtasks=3, providers=2,
+                  out_dir=tmp_path / "out")
     asyncio.run(run.run())
     report = run.report()
     assert report.ok
@@ -53,8 +56,10 @@ def test_whole_task_verifies(tmp_path: Path, input_file: Path) -> None:
     assert {r.subtask_id for r in report.subtasks} == {p.stem for p in (tmp_path / "out" / "results").iterdir()}
     for result in report.subtasks:
         assert result.input.startswith(input_file.read_text(encoding="utf-8"))
-        engine.verify(result.input, 10, result.digest, result.nonce)
-    check_out_dir(tmp_path / "out", 10, 3)
+        engine.verify(result.input, difficulty, result.digest, result.nonce)
+    check_out_dir(tmp_path / "out", difficulty, 3)
+    # Every provider reported what it tried: at least the nonces below each answer.
+    assert report.hashes >= sum(r.nonce + 1 for r in report.subtasks)
 
 
 @pytest.mark.timeout(60)
@@ -302,3 +307,29 @@ def test_statuses_read_as_name_and_message() -> None:
     error = GRPCError(Status.FAILED_PRECONDITION, "subtask x: computation interrupted")
     assert describe_error(error) == "FAILED_PRECONDITION: subtask x: computation interrupted"
     assert describe_error(GRPCError(Status.UNAVAILABLE)) == "UNAVAILABLE"
+
+
+@pytest.mark.timeout(60)
+def test_provider_dying_mid_subtask_is_reported_with_its_log(tmp_path: Path, input_file: Path) -> None:
+    from tutorial_app.forkserver import ForkedService
+    servers = LocalServers(scratch_dir(tmp_path), workers=1, difficulty=256)
+    run = TaskRun(servers, input_file, difficulty=256, subtasks=1, providers=1, out_dir=tmp_path / "out")
+
+    async def main() -> None:
+        task = asyncio.create_task(run.run())
+        while not list(servers.scratch.glob("providers/*/*.progress")):
+            await asyncio.sleep(0.02)
+        (computing,) = run._computing
+        service = computing.service
+        assert isinstance(service, ForkedService) and service.pid is not None
+        os.kill(service.pid, signal.SIGKILL)
+        while not run._failures:
+            await asyncio.sleep(0.02)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    (failure,) = run.report().failures
+    assert "provider 0 failed: the connection to it broke" in failure
+    assert "its log ends:" in failure and "searching at difficulty 256" in failure
