@@ -295,7 +295,7 @@ class RemoteServers:
     """
 
     providers_ahead = False
-    requestor_log = None
+    requestor_log: Path | None = None  # its log is its owner's
 
     def __init__(
         self,
