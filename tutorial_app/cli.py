@@ -131,7 +131,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="keep the app servers' work dirs and logs (their place is printed)")
     remote = run.add_argument_group(
         "app servers elsewhere",
-        "drive already-running app servers (e.g. containers) through shared work dirs",
+        "drive already-running app servers (e.g. containers) through shared work dirs; "
+        "a server that accepts no connection within 10 s is given up",
     )
     remote.add_argument("--requestor", type=_address, metavar="HOST:PORT")
     remote.add_argument("--requestor-dir", type=Path, metavar="DIR", help="the requestor's work dir as seen here")
