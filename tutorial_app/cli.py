@@ -1,4 +1,8 @@
-"""The ``tutorial-app`` command: run a whole task locally, describe the app, benchmark."""
+"""The ``tutorial-app`` command: run a whole task locally, describe the app, benchmark.
+
+Every mistake in the command line or the environment is one line naming the
+setting, exit status 2, before anything starts.
+"""
 from __future__ import annotations
 
 import argparse
@@ -13,20 +17,18 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import engine
+from engine.kernels import get_kernel
 
 from tutorial_app import descriptor, meta
-from tutorial_app.progress import ProgressBar, format_rate
-from tutorial_app.runner import (
-    LocalServers,
-    RemoteServers,
-    RunError,
-    RunReport,
-    Servers,
-    TaskRun,
-    default_split,
-    parse_address,
+from tutorial_app.provider import pool_start_policy
+from tutorial_app.outdir import OutDirError, check_out_dir
+from tutorial_app.progress import ProgressBar, format_duration, format_rate
+from tutorial_app.report import format_table
+from tutorial_app.servers import (
+    ForeignDirectoryError, LocalServers, RemoteServers, Servers, check_provider_dir, parse_address,
     scratch_dir,
 )
+from tutorial_app.node import RunError, TaskRun, default_split, expected_run_seconds
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -34,6 +36,13 @@ EXIT_USAGE = 2
 # Shell convention: 128 + signal number.
 EXIT_SIGINT = 128 + signal.SIGINT
 EXIT_SIGTERM = 128 + signal.SIGTERM
+LOG_LEVEL_ENV = "TUTORIAL_APP_LOG_LEVEL"
+ABSURD_RUN_SECONDS = 86400.0
+"""A run expected to search longer than this gets a warning up front."""
+
+
+class SettingError(ValueError):
+    """An environment setting the command cannot work with."""
 
 
 def _positive(text: str) -> int:
@@ -43,6 +52,16 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not 0 < value < 1e8:
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
     return value
 
 
@@ -63,51 +82,106 @@ def _address(text: str) -> tuple[str, int]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _verbose(parser: argparse.ArgumentParser, top: bool) -> None:
+    # Accepted before and after the subcommand; the subcommand's copy must not
+    # reset what was given before it.
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        default=False if top else argparse.SUPPRESS,
+                        help="log what the node does, and show the app servers' log lines")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tutorial-app",
         description="The Golem Task API proof-of-work app.",
+        epilog=f"Environment: TUTORIAL_APP_WORKERS (engine workers), TUTORIAL_APP_KERNEL "
+        f"(scan kernel), {LOG_LEVEL_ENV} (the app servers' log level; set, their lines are shown).",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log what the node does")
+    _verbose(parser, top=True)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = commands.add_parser(
         "run",
         help="run a whole task on this machine (requestor + providers over gRPC)",
         description="Play the Golem node locally: create a task from INPUT_FILE, compute "
-        "every subtask on short-lived provider app servers, verify, and collect results.",
+        "every subtask on short-lived provider app servers, verify, and collect results. "
+        f"Limits: INPUT_FILE up to {meta.MAX_INPUT_BYTES} bytes of UTF-8 text, "
+        f"at most {meta.MAX_PARTS} subtasks.",
     )
+    _verbose(run, top=False)
     run.add_argument("input_file", type=Path, metavar="INPUT_FILE", help="UTF-8 text to prove work on")
     run.add_argument("--difficulty", "-d", type=_difficulty, required=True,
-                     help="leading zero bits the digest needs (0..256; 20 takes about a second per subtask)")
-    run.add_argument("--subtasks", "-n", type=_positive, default=4, help="subtasks to split into (default 4)")
+                     help="leading zero bits the digest needs (0..256); a subtask tries 2^d "
+                     "nonces on average, so each +1 doubles the search (measured on 2 cores, "
+                     "4 subtasks in all: d=20 about 1 s, d=24 about 2 s, d=28 20-30 s)")
+    run.add_argument("--subtasks", "-n", type=_positive, default=4,
+                     help=f"subtasks to split into (default 4, at most {meta.MAX_PARTS})")
     run.add_argument("--providers", "-p", type=_positive, default=None,
-                     help="provider app servers at a time (default: share the usable cores)")
+                     help="provider app servers computing at a time (default: share the usable cores)")
     run.add_argument("--workers", "-w", type=_positive, default=None,
                      help="engine worker processes per provider (default: usable cores / providers)")
+    run.add_argument("--subtask-timeout", type=_seconds, default=None, metavar="SECONDS",
+                     help="give a provider this long per subtask, then stop it and re-issue the "
+                     "part (default: 30 s + 12x the expected search time at the measured rate)")
     run.add_argument("--out", type=Path, default=Path("tutorial-app-out"),
-                     help="where results go (default ./tutorial-app-out)")
-    run.add_argument("--json", action="store_true", help="print a machine-readable summary instead of a table")
-    run.add_argument("--keep-work-dirs", action="store_true", help="keep the app servers' work dirs")
+                     help="where results go; must not hold an earlier run (default ./tutorial-app-out)")
+    run.add_argument("--json", action="store_true",
+                     help="print the summary (the same as OUT/summary.json) instead of a table")
+    run.add_argument("--keep-work-dirs", action="store_true",
+                     help="keep the app servers' work dirs and logs (their place is printed)")
     remote = run.add_argument_group(
         "app servers elsewhere",
-        "drive already-running app servers (e.g. containers) through shared work dirs",
+        "drive already-running app servers (e.g. containers) through shared work dirs; "
+        "a server that accepts no connection within 10 s is given up",
     )
     remote.add_argument("--requestor", type=_address, metavar="HOST:PORT")
     remote.add_argument("--requestor-dir", type=Path, metavar="DIR", help="the requestor's work dir as seen here")
     remote.add_argument("--provider", type=_address, metavar="HOST:PORT")
-    remote.add_argument("--provider-dir", type=Path, metavar="DIR", help="the provider's work dir as seen here")
+    remote.add_argument("--provider-dir", type=Path, metavar="DIR",
+                        help="the provider's work dir as seen here: empty, or holding only what "
+                        "tutorial-app put there (anything else is refused, never deleted)")
 
-    commands.add_parser("descriptor", help="print the app definition a Golem node loads to publish the app")
-    bench = commands.add_parser("benchmark", help="print this machine's benchmark score")
-    bench.add_argument("--workers", "-w", type=_positive, default=None)
+    desc = commands.add_parser("descriptor", help="print the app definition a Golem node loads to publish the app")
+    _verbose(desc, top=False)
+    bench = commands.add_parser("benchmark", help="print this machine's benchmark score in MH/s")
+    _verbose(bench, top=False)
+    bench.add_argument("--workers", "-w", type=_positive, default=None,
+                       help="engine worker processes (default: usable cores)")
     return parser
+
+
+def check_environment() -> dict[str, str]:
+    """The app's environment settings, each checked; `SettingError` names a bad one.
+
+    Returns the settings to hand to the app servers.
+    """
+    try:
+        engine.usable_cores()
+    except ValueError as exc:
+        raise SettingError(str(exc)) from None
+    try:
+        engine.default_kernel()
+    except ValueError as exc:
+        raise SettingError(f"TUTORIAL_APP_KERNEL={os.environ.get('TUTORIAL_APP_KERNEL', '')!r}: {exc}") from None
+    try:
+        pool_start_policy()
+    except ValueError as exc:
+        raise SettingError(str(exc)) from None
+    env = {}
+    level = os.environ.get(LOG_LEVEL_ENV, "").strip()
+    if level:
+        if not isinstance(logging.getLevelName(level.upper()), int):
+            raise SettingError(f"{LOG_LEVEL_ENV}={level!r} is not a logging level "
+                               "(DEBUG, INFO, WARNING, ERROR, CRITICAL)")
+        env[LOG_LEVEL_ENV] = level.upper()
+    return env
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tutorial-app`` console script."""
     parser = _parser()
     args = parser.parse_args(argv)
+    node_level = os.environ.get(LOG_LEVEL_ENV, "").strip().upper() if args.command == "run" else ""
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         stream=sys.stderr,
@@ -116,28 +190,63 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "descriptor":
         print(json.dumps(descriptor.app_descriptor(), indent=2))
         return EXIT_OK
+    try:
+        server_env = check_environment()
+    except SettingError as exc:
+        parser.error(str(exc))
+    if node_level and not args.verbose:
+        logging.getLogger().setLevel(node_level)
     if args.command == "benchmark":
-        score = engine.benchmark(workers=args.workers)
-        print(f"{score:.1f}")
+        try:
+            score = engine.benchmark(workers=args.workers)
+        except engine.EngineError as exc:
+            print(f"tutorial-app: benchmark failed: {exc}", file=sys.stderr)
+            return EXIT_FAILED
+        print(f"{score:.1f} MH/s")
         return EXIT_OK
-    return _run(parser, args)
+    return _run(parser, args, server_env)
 
 
-def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+def _warn(text: str) -> None:
+    print(f"tutorial-app: warning: {text}", file=sys.stderr)
+
+
+def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, server_env: dict[str, str]) -> int:
     problem = _check_run_args(args)
     if problem:
         parser.error(problem)
     remote = args.requestor is not None
-    providers, workers = default_split(
-        args.subtasks, 1 if remote else args.providers, args.workers, engine.usable_cores()
-    )
+    cores = engine.usable_cores()
+    requested = args.providers
+    if requested is not None and requested > args.subtasks:
+        _warn(f"--providers {requested} is more than --subtasks {args.subtasks}; using {args.subtasks}")
+        requested = args.subtasks
+    providers, workers = default_split(args.subtasks, 1 if remote else requested, args.workers, cores)
+    if not remote and providers * workers > cores:
+        _warn(f"{providers} provider(s) x {workers} worker(s) = {providers * workers} engine processes "
+              f"on {cores} usable core(s): they take turns, no faster than {cores}")
+    kernel = get_kernel(engine.default_kernel())
+    provider_rate = kernel.rate_estimate * min(workers, cores)
+    expected = expected_run_seconds(args.difficulty, args.subtasks, provider_rate * min(providers, cores))
+    if expected > ABSURD_RUN_SECONDS:
+        _warn(f"difficulty {args.difficulty} needs about 2^{args.difficulty} nonces per subtask: at about "
+              f"{format_rate(provider_rate * min(providers, cores))} this run is expected to take "
+              f"{format_duration(expected)}; Ctrl-C stops it")
+    show_logs = args.verbose or LOG_LEVEL_ENV in server_env
     scratch = None
     if remote:
         servers: Servers = RemoteServers(args.requestor, args.requestor_dir, args.provider, args.provider_dir)
     else:
         scratch = scratch_dir(None)
-        servers = LocalServers(scratch, workers)
+        servers = LocalServers(scratch, workers, env=server_env, difficulty=args.difficulty)
     bar = None if args.json else ProgressBar(args.subtasks)
+
+    def log_line(text: str) -> None:
+        if bar is not None:
+            bar.message(text)
+        else:
+            print(text, file=sys.stderr)
+
     run = TaskRun(
         servers,
         input_file=args.input_file,
@@ -146,28 +255,32 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
         providers=providers,
         out_dir=args.out,
         progress=bar.update if bar else None,
+        subtask_timeout=args.subtask_timeout,
+        provider_rate_hint=provider_rate,
+        log_lines=log_line if show_logs else None,
     )
     if not args.json:
         where = "remote app servers" if remote else f"{providers} provider(s) x {workers} worker(s)"
-        print(f"task {run.task_id}: {args.subtasks} subtask(s) at difficulty {args.difficulty} "
+        print(f"task {run.task_id}:\n  {args.subtasks} subtask(s) at difficulty {args.difficulty} "
               f"on {where}", file=sys.stderr)
     try:
-        exit_code, error = asyncio.run(_drive(run))
+        exit_code = asyncio.run(_drive(run))
     finally:
         if bar:
             bar.close()
-        if scratch is not None and not args.keep_work_dirs:
-            shutil.rmtree(scratch, ignore_errors=True)
+        if scratch is not None:
+            if args.keep_work_dirs:
+                print(f"work dirs and logs kept in {scratch}", file=sys.stderr)
+            else:
+                shutil.rmtree(scratch, ignore_errors=True)
     report = run.report()
     if args.json:
-        summary = report.to_json()
-        if error:
-            summary["error"] = error
-        print(json.dumps(summary, indent=2))
+        print(json.dumps(report.to_json(), indent=2))
     else:
-        _print_table(report)
-        if error:
-            print(f"error: {error}", file=sys.stderr)
+        for line in format_table(report):
+            print(line)
+        if report.error:
+            print(f"error: {report.error}", file=sys.stderr)
     if exit_code == EXIT_OK and not report.ok:
         exit_code = EXIT_FAILED
     return exit_code
@@ -193,17 +306,16 @@ def _check_run_args(args: argparse.Namespace) -> str | None:
     remote = [args.requestor, args.requestor_dir, args.provider, args.provider_dir]
     if any(v is not None for v in remote) and any(v is None for v in remote):
         return "--requestor, --requestor-dir, --provider and --provider-dir go together"
-    if args.out.exists() and not args.out.is_dir():
-        return f"--out {args.out} exists and is not a directory"
-    # Fail before any work, not at the first result: a container's bind-mounted
-    # out dir is often owned by another uid.
-    existing = next(p for p in (args.out.absolute(), *args.out.absolute().parents) if p.exists())
-    if not os.access(existing, os.W_OK | os.X_OK):
-        return f"--out {args.out}: {existing} is not writable by uid {os.getuid()}"
+    try:
+        check_out_dir(args.out)
+        if args.provider_dir is not None:
+            check_provider_dir(args.provider_dir)
+    except (OutDirError, ForeignDirectoryError) as exc:
+        return str(exc)
     return None
 
 
-async def _drive(run: TaskRun) -> tuple[int, str | None]:
+async def _drive(run: TaskRun) -> int:
     """Run the task; SIGINT and SIGTERM cancel it, which stops every app server."""
     loop = asyncio.get_running_loop()
     main = asyncio.current_task()
@@ -216,6 +328,7 @@ async def _drive(run: TaskRun) -> tuple[int, str | None]:
         # shutdown it started (bounded by the runner's timeouts) and leave
         # app servers running.
         if len(received) == 1:
+            run.note_interrupt(f"interrupted by {signal.Signals(signum).name}")
             main.cancel()
 
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -225,41 +338,16 @@ async def _drive(run: TaskRun) -> tuple[int, str | None]:
     except asyncio.CancelledError:
         if not received:
             raise
-        name = signal.Signals(received[0]).name
-        return 128 + received[0], f"interrupted by {name}; every app server was stopped"
-    except RunError as exc:
-        return EXIT_FAILED, str(exc)
-    except Exception as exc:  # every app server is already stopped; say what broke, no traceback
+        return 128 + received[0]
+    except RunError:
+        return EXIT_FAILED
+    except Exception:  # every app server is already stopped; the report says what broke
         logging.getLogger(__name__).info("run failed", exc_info=True)
-        return EXIT_FAILED, f"the run failed: {type(exc).__name__}: {exc}"
+        return EXIT_FAILED
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
-    return EXIT_OK, None
-
-
-def _print_table(report: RunReport) -> None:
-    rows = [(r.subtask_id, str(r.nonce), r.digest, f"{r.seconds:.2f}") for r in report.subtasks]
-    header = ("subtask", "nonce", "digest", "seconds")
-    widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(header)]
-    line = "  ".join(h.ljust(w) for h, w in zip(header, widths))
-    print(line)
-    print("  ".join("-" * w for w in widths))
-    for row in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths)))
-    verified = len(report.subtasks)
-    hashes = sum(r.nonce + 1 for r in report.subtasks)
-    rate = hashes / report.seconds if report.seconds > 0 else 0.0
-    print(
-        f"\n{verified}/{report.subtasks_total} subtasks verified in {report.seconds:.1f} s "
-        f"(at least {hashes} hashes, {format_rate(rate)})"
-    )
-    if report.subtasks:
-        print(f"results: {report.out_dir.resolve()}")
-    if report.failures:
-        print(f"{len(report.failures)} attempt(s) failed and were re-issued:")
-        for failure in report.failures:
-            print(f"  {failure}")
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -10,11 +10,16 @@ promptly.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import os
+import time
 from pathlib import Path
 from typing import Any
 
 import engine
+from engine.kernels import get_kernel
+from engine.pow import target_bytes
 import golem_task_api as api
 from golem_task_api.errors import FailedPreconditionError, NotFoundError
 
@@ -23,6 +28,7 @@ from tutorial_app.archive import (
     NotARegularFileError, TextMember, read_file_bounded, read_text_zip, write_text_zip,
 )
 from tutorial_app.params import InvalidParamsError, check_difficulty, check_file_name
+from tutorial_app.progressfile import INTERVAL_SECONDS, ProgressReporter, progress_path
 from tutorial_app.result import format_result
 
 log = logging.getLogger(__name__)
@@ -31,27 +37,76 @@ PROVIDER_BENCHMARK_SECONDS = 1.0
 """How long the provider's benchmark hashes on every usable core."""
 
 
-class ProviderLifecycle(api.AppLifecycleHandler):
-    """Starts the engine's pool while the provider server starts; closes it on shutdown."""
+POOL_START_ENV = "TUTORIAL_APP_POOL_START"
+"""``eager`` (default): start the engine pool with the server, so a Compute does not
+wait for it. ``on-demand``: start it at the first Compute that needs one, so a
+provider that only ever searches in-process (small difficulties) never pays for it."""
+POOL_START_CHOICES = ("eager", "on-demand")
+IN_PROCESS_MAX_DIFFICULTY = 16
+"""Searches expected to try at most 2^16 nonces (milliseconds on one core) run in
+the provider's own process: handing them to the pool would cost more than they do."""
+_IN_PROCESS_CHUNK = 1 << 14
 
-    def __init__(self, workers: int | None = None) -> None:
-        """``workers``: pool size; None means the engine's usable cores."""
+
+def pool_start_policy() -> str:
+    """The pool start policy from ``TUTORIAL_APP_POOL_START``; ValueError naming a bad one."""
+    value = os.environ.get(POOL_START_ENV, "").strip() or "eager"
+    if value not in POOL_START_CHOICES:
+        raise ValueError(f"{POOL_START_ENV}={value!r}: expected one of {', '.join(POOL_START_CHOICES)}")
+    return value
+
+
+def pool_start_for(difficulty: int) -> str:
+    """The policy a node should give the providers of a task at ``difficulty``."""
+    return "on-demand" if difficulty <= IN_PROCESS_MAX_DIFFICULTY else "eager"
+
+
+class ProviderLifecycle(api.AppLifecycleHandler):
+    """Owns the engine's pool: started with the server (or on demand), closed on shutdown."""
+
+    def __init__(self, workers: int | None = None, pool_start: str | None = None) -> None:
+        """``workers``: pool size; None means the engine's usable cores.
+        ``pool_start``: see `POOL_START_ENV`; None reads that variable at startup."""
         super().__init__()
         self.workers = workers
+        self.pool_start = pool_start
         self._supervisor: engine.Supervisor | None = None
+        self._started = False
+        self._closed = False
+        self._starting: asyncio.Task[engine.Supervisor] | None = None
 
     @property
     def supervisor(self) -> engine.Supervisor | None:
-        """The running pool, or None before startup and after shutdown."""
+        """The running pool, or None before it started and after shutdown."""
         return self._supervisor
 
     async def on_before_startup(self) -> None:
-        """Start the worker processes before the server says SERVING."""
+        """Start the worker processes before the server says SERVING (unless on demand)."""
         await super().on_before_startup()
+        policy = self.pool_start or pool_start_policy()
+        self._started = True
+        if policy == "eager":
+            await self.pool()
+
+    async def pool(self) -> engine.Supervisor | None:
+        """The running pool, started now if need be; None outside the server's life."""
+        if not self._started or self._closed:
+            return None
+        if self._supervisor is None:
+            if self._starting is None:
+                self._starting = asyncio.create_task(self._start_pool())
+            await asyncio.shield(self._starting)
+        return self._supervisor
+
+    async def _start_pool(self) -> engine.Supervisor:
         supervisor = engine.Supervisor(self.workers)
         await asyncio.to_thread(supervisor.start)
-        self._supervisor = supervisor
-        log.info("provider: engine pool started")
+        if self._closed:  # the server stopped while the pool started
+            await asyncio.to_thread(supervisor.close)
+        else:
+            self._supervisor = supervisor
+            log.info("provider: engine pool started")
+        return supervisor
 
     async def on_before_shutdown(self) -> None:
         """Stop a running search at once (Shutdown during Compute)."""
@@ -61,6 +116,10 @@ class ProviderLifecycle(api.AppLifecycleHandler):
 
     async def on_after_shutdown(self) -> None:
         """Close the pool: no worker outlives the server."""
+        self._closed = True
+        if self._starting is not None:
+            with contextlib.suppress(Exception):
+                await self._starting
         supervisor, self._supervisor = self._supervisor, None
         if supervisor is not None:
             await asyncio.to_thread(supervisor.close)
@@ -71,6 +130,7 @@ class ProviderLifecycle(api.AppLifecycleHandler):
         # A live pool cannot cross a process boundary; the child starts its own.
         state = super().__getstate__()
         state["_supervisor"] = None
+        state["_starting"] = None
         return state
 
 
@@ -92,15 +152,24 @@ class ProviderHandler(api.ProviderAppHandler):
             raise NotFoundError(f"subtask input {resource!r} is not in subtask_inputs/") from None
         except (OSError, NotARegularFileError) as exc:  # a directory, a symlink, unreadable, ...
             raise InvalidParamsError(f"cannot read subtask input {resource!r}: {exc}") from None
-        pool = self.lifecycle.supervisor if self.lifecycle is not None else None
         log.info("subtask %s: searching at difficulty %d over %d characters",
                  subtask_id, difficulty, len(member.text))
+        # The node reads this file to show live progress; the Task API has no call for it.
+        reporter = ProgressReporter(progress_path(task_work_dir, subtask_id))
+        reporter.update(0, 0.0)
         try:
-            solution = await api.threading.Executor.run(_search, pool, member.text, difficulty)
-        except engine.SearchCancelled:
+            if difficulty <= IN_PROCESS_MAX_DIFFICULTY:
+                solution = await api.threading.Executor.run(
+                    _search_in_process, member.text, difficulty, reporter)
+            else:
+                pool = await self.lifecycle.pool() if self.lifecycle is not None else None
+                solution = await api.threading.Executor.run(_search, pool, member.text, difficulty, reporter)
+        except engine.SearchCancelled as exc:
+            reporter.finish(exc.hashes, exc.seconds)
             raise FailedPreconditionError(
                 f"subtask {subtask_id}: computation interrupted (the provider is shutting down)"
             ) from None
+        reporter.finish(solution.hashes, solution.seconds)
         result_name = f"{subtask_id}.zip"
         await asyncio.to_thread(
             write_text_zip, task_work_dir / result_name, subtask_id,
@@ -150,10 +219,39 @@ def _read_input(path: Path) -> TextMember:
     return read_text_zip(data, meta.MAX_SUBTASK_INPUT_BYTES, label=path.name)
 
 
-def _search(pool: engine.Supervisor | None, text: str, difficulty: int) -> engine.Solution:
-    """Blocking search, on ``pool`` or on a pool of its own."""
+def _search(
+    pool: engine.Supervisor | None, text: str, difficulty: int, reporter: ProgressReporter,
+) -> engine.Solution:
+    """Blocking search, on ``pool`` or on a pool of its own, reporting its progress."""
     stop = api.threading.Executor.is_shutting_down
+
+    def progress(p: engine.Progress) -> None:
+        reporter.update(p.hashes, p.seconds)
+
     if pool is not None:
-        return pool.search(text, difficulty, should_stop=stop)
+        return pool.search(text, difficulty, should_stop=stop, progress=progress,
+                           progress_interval=INTERVAL_SECONDS)
     with engine.Supervisor() as own:
-        return own.search(text, difficulty, should_stop=stop)
+        return own.search(text, difficulty, should_stop=stop, progress=progress,
+                          progress_interval=INTERVAL_SECONDS)
+
+
+def _search_in_process(text: str, difficulty: int, reporter: ProgressReporter) -> engine.Solution:
+    """Blocking sequential search on this process's kernel: the smallest nonce, as the pool finds."""
+    kernel = get_kernel(engine.default_kernel())
+    prefix = text.encode("utf-8")
+    target = target_bytes(difficulty)
+    stop = api.threading.Executor.is_shutting_down
+    began = time.perf_counter()
+    start = 0
+    while True:
+        if stop():
+            raise engine.SearchCancelled("search cancelled", hashes=start,
+                                         seconds=time.perf_counter() - began)
+        found = kernel.scan(prefix, start, start + _IN_PROCESS_CHUNK, target)
+        seconds = time.perf_counter() - began
+        if found is not None:
+            return engine.Solution(nonce=found, digest=engine.sha256_hex(text, found), hashes=found + 1,
+                                   seconds=seconds, workers=1, kernel=kernel.name)
+        start += _IN_PROCESS_CHUNK
+        reporter.update(start, seconds)

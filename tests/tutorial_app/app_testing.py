@@ -11,10 +11,12 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import psutil
+import engine
 from golem_task_api.client import TaskApiService
 from golem_task_api.testutils import InlineTaskApiService, ServiceFactory, SubprocessTaskApiService
 
 from tutorial_app.provider import ProviderHandler, ProviderLifecycle
+from tutorial_app.result import parse_result
 from tutorial_app.requestor import RequestorHandler
 from tutorial_app.store import DB_NAME, TaskStore
 
@@ -152,3 +154,17 @@ def children_now() -> set[int]:
         except psutil.Error:
             pass
     return alive
+
+
+def check_out_dir(out_dir: Path, difficulty: int, expected: int) -> None:
+    """Every result in the out dir verifies against the input written beside it."""
+    results = sorted((out_dir / "results").glob("*.zip"))
+    assert len(results) == expected
+    for result in results:
+        subtask_id = result.stem
+        with zipfile.ZipFile(result) as zf:
+            (member,) = zf.namelist()
+            assert member == subtask_id
+            digest, nonce = parse_result(zf.read(member).decode())
+        text = (out_dir / "inputs" / f"{subtask_id}.txt").read_text(encoding="utf-8")
+        engine.verify(text, difficulty, digest, nonce)

@@ -16,7 +16,7 @@ import engine
 from golem_task_api import envs
 from tutorial_app import meta
 
-from test_runner import check_out_dir
+from app_testing import check_out_dir
 
 CLI = [sys.executable, "-m", "tutorial_app.cli"]
 
@@ -50,6 +50,8 @@ def test_run_prints_progress_and_table(tmp_path: Path, input_file: Path) -> None
     assert "subtask" in done.stdout and "nonce" in done.stdout and "digest" in done.stdout
     assert "2/2 subtasks verified" in done.stdout
     assert str((tmp_path / "out").resolve()) in done.stdout
+    assert max(len(line) for line in done.stdout.splitlines()) <= 80
+    assert max(len(line) for line in done.stderr.splitlines()) <= 80
 
 
 @pytest.mark.timeout(60)
@@ -84,6 +86,9 @@ def test_interrupt_stops_every_process(tmp_path: Path, input_file: Path, signum:
             runner.communicate()
     assert runner.returncode == 128 + signum, stderr
     assert "every app server was stopped" in stderr
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["ok"] is False
+    assert summary["error"].startswith(f"interrupted by {signal.Signals(signum).name}")
     gone, alive = psutil.wait_procs(descendants, timeout=5)
     for survivor in alive:  # do not let a failure here leak into later tests
         survivor.kill()
@@ -108,8 +113,9 @@ def test_descriptor_is_the_app_definition() -> None:
 def test_benchmark_prints_a_score_within_the_maximum() -> None:
     done = cli("benchmark", "--workers", "1")
     assert done.returncode == 0, done.stderr
-    score = float(done.stdout)
-    assert 0 < score <= engine.BENCHMARK_MAX_SCORE
+    number, unit = done.stdout.split()
+    assert unit == "MH/s"
+    assert 0 < float(number) <= engine.BENCHMARK_MAX_SCORE
 
 
 @pytest.mark.parametrize(
@@ -175,8 +181,8 @@ def test_requestor_killed_mid_run_fails_clearly_and_leaves_nothing(tmp_path: Pat
     try:
         tree = psutil.Process(runner.pid)
         deadline = time.monotonic() + 30
-        # Requestor + provider + its engine worker.
-        while len(tree.children(recursive=True)) < 3:
+        # Until a provider computes (its progress file appears).
+        while not list(scratch.glob("*/providers/*/*.progress")):
             assert runner.poll() is None, runner.communicate()
             assert time.monotonic() < deadline, "the run never got to computing"
             time.sleep(0.05)
@@ -194,3 +200,143 @@ def test_requestor_killed_mid_run_fails_clearly_and_leaves_nothing(tmp_path: Pat
     gone, alive = psutil.wait_procs(descendants, timeout=5)
     assert not alive, [p.pid for p in alive]
     assert list(scratch.iterdir()) == []
+
+
+@pytest.mark.timeout(90)
+def test_json_is_summary_json(tmp_path: Path, input_file: Path) -> None:
+    out = tmp_path / "out"
+    done = cli("run", str(input_file), "-d", "4", "-n", "3", "--out", str(out), "--json")
+    assert done.returncode == 0, done.stderr
+    printed = json.loads(done.stdout)
+    assert printed == json.loads((out / "summary.json").read_text())
+    assert printed["ok"] is True and printed["error"] is None and printed["failures"] == []
+    assert printed["subtasks_total"] == 3
+    assert printed["out_dir"] == str(out.resolve())
+    table = cli  # the table lists subtasks in the summary's order (verification order)
+    del table
+
+
+def _pty_run(args: list[str], seconds: float) -> str:
+    """What a person sees in a terminal during the first ``seconds`` of a command."""
+    import pty
+    import select
+    controller, terminal = pty.openpty()
+    proc = subprocess.Popen([*CLI, *args], stdin=terminal, stdout=terminal, stderr=terminal,
+                            start_new_session=True)
+    os.close(terminal)
+    seen = b""
+    try:
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            ready, _, _ = select.select([controller], [], [], left)
+            if ready:
+                try:
+                    seen += os.read(controller, 65536)
+                except OSError:
+                    break
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        os.close(controller)
+    return seen.decode("utf-8", "replace")
+
+
+@pytest.mark.timeout(60)
+def test_live_rate_within_three_seconds_under_a_terminal(tmp_path: Path, input_file: Path) -> None:
+    # Difficulty 60 cannot finish here: any rate shown comes from the live reports.
+    screen = _pty_run(["run", str(input_file), "-d", "60", "-n", "2", "-w", "1",
+                       "--out", str(tmp_path / "out")], seconds=3.0)
+    import re
+    rates = re.findall(r"0/2 verified\s+\S+\s+([0-9.]+) (H|kH|MH|GH)/s", screen)
+    assert any(float(value) > 0 for value, _ in rates), screen
+    assert "ETA" in screen, screen
+
+
+def test_absurd_difficulty_is_warned_about(tmp_path: Path, input_file: Path) -> None:
+    screen = _pty_run(["run", str(input_file), "-d", "256", "-n", "1", "-w", "1",
+                       "--out", str(tmp_path / "out")], seconds=1.0)
+    assert "warning: difficulty 256" in screen and "years" in screen, screen
+
+
+@pytest.mark.parametrize(
+    "env, args, names",
+    [
+        ({"TUTORIAL_APP_WORKERS": "abc"}, ["run", "{input}", "-d", "4"], "TUTORIAL_APP_WORKERS"),
+        ({"TUTORIAL_APP_WORKERS": "abc"}, ["benchmark"], "TUTORIAL_APP_WORKERS"),
+        ({"TUTORIAL_APP_KERNEL": "foo"}, ["run", "{input}", "-d", "4"], "TUTORIAL_APP_KERNEL"),
+        ({"TUTORIAL_APP_KERNEL": "foo"}, ["benchmark"], "TUTORIAL_APP_KERNEL"),
+        ({"TUTORIAL_APP_LOG_LEVEL": "loud"}, ["run", "{input}", "-d", "4"], "TUTORIAL_APP_LOG_LEVEL"),
+        ({}, ["run", "{input}", "-d", "4", "--subtask-timeout", "-1"], "--subtask-timeout"),
+    ],
+)
+def test_bad_settings_give_one_line_and_no_traceback(
+    tmp_path: Path, input_file: Path, env: dict[str, str], args: list[str], names: str,
+) -> None:
+    done = subprocess.run([*CLI, *[a.format(input=input_file) for a in args]], capture_output=True,
+                          text=True, timeout=60, env={**os.environ, **env}, cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    errors = [line for line in done.stderr.splitlines() if "error" in line]
+    assert len(errors) == 1 and names in errors[0], done.stderr
+    assert not (tmp_path / "tutorial-app-out").exists()
+
+
+def test_provider_dir_with_foreign_files_is_refused_and_left_intact(tmp_path: Path, input_file: Path) -> None:
+    provider_dir = tmp_path / "precious"
+    provider_dir.mkdir()
+    (provider_dir / "thesis.tex").write_text("years of work")
+    (provider_dir / "subtask_inputs").mkdir()
+    (provider_dir / "subtask_inputs" / "notes.txt").write_text("mine")
+    (provider_dir / "task_api_server.crt").write_text("cert")
+    requestor_dir = tmp_path / "requestor"
+    requestor_dir.mkdir()
+    before = sorted((p.relative_to(provider_dir), p.read_bytes() if p.is_file() else b"")
+                    for p in provider_dir.rglob("*"))
+    done = cli("run", str(input_file), "-d", "4", "--out", str(tmp_path / "out"),
+               "--requestor", "127.0.0.1:1", "--requestor-dir", str(requestor_dir),
+               "--provider", "127.0.0.1:2", "--provider-dir", str(provider_dir))
+    assert done.returncode == 2, done.stderr
+    assert "thesis.tex" in done.stderr and "did not make" in done.stderr
+    assert "Traceback" not in done.stderr
+    after = sorted((p.relative_to(provider_dir), p.read_bytes() if p.is_file() else b"")
+                   for p in provider_dir.rglob("*"))
+    assert after == before
+
+
+@pytest.mark.timeout(90)
+def test_verbose_after_the_subcommand_shows_server_logs(tmp_path: Path, input_file: Path) -> None:
+    done = cli("run", str(input_file), "-d", "4", "-n", "1", "--out", str(tmp_path / "out"), "-v")
+    assert done.returncode == 0, done.stderr
+    assert "[requestor] " in done.stderr
+    assert "[provider 0] " in done.stderr and "searching at difficulty 4" in done.stderr
+
+
+@pytest.mark.timeout(90)
+def test_log_level_setting_shows_server_lines_at_that_level(tmp_path: Path, input_file: Path) -> None:
+    quiet = subprocess.run([*CLI, "run", str(input_file), "-d", "2", "-n", "1", "--out", str(tmp_path / "a")],
+                           capture_output=True, text=True, timeout=60)
+    debug = subprocess.run([*CLI, "run", str(input_file), "-d", "2", "-n", "1", "--out", str(tmp_path / "b")],
+                           capture_output=True, text=True, timeout=60,
+                           env={**os.environ, "TUTORIAL_APP_LOG_LEVEL": "debug"})
+    assert quiet.returncode == debug.returncode == 0, debug.stderr
+    assert "[provider" not in quiet.stderr
+    assert "[provider 0]" in debug.stderr and " DEBUG " in debug.stderr
+
+
+@pytest.mark.timeout(90)
+def test_oversubscription_warns_and_keep_work_dirs_says_where(tmp_path: Path, input_file: Path) -> None:
+    done = subprocess.run([*CLI, "run", str(input_file), "-d", "2", "-n", "1", "-p", "3", "-w", "5",
+                           "--out", str(tmp_path / "out"), "--keep-work-dirs"],
+                          capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "TUTORIAL_APP_WORKERS": "2", "TMPDIR": str(tmp_path)})
+    assert done.returncode == 0, done.stderr
+    assert "--providers 3 is more than --subtasks 1" in done.stderr
+    assert "1 provider(s) x 5 worker(s) = 5 engine processes on 2 usable core(s)" in done.stderr
+    kept = [line for line in done.stderr.splitlines() if line.startswith("work dirs and logs kept in ")]
+    assert len(kept) == 1
+    where = Path(kept[0].removeprefix("work dirs and logs kept in "))
+    assert (where / "requestor.log").is_file() and where.parent == tmp_path

@@ -114,3 +114,46 @@ def test_shutdown_flag_interrupts_compute(tmp_path: Path) -> None:
 
 def test_benchmark_scores(tmp_path: Path) -> None:
     assert asyncio.run(ProviderHandler().run_benchmark(tmp_path)) > 0
+
+
+def test_compute_reports_its_progress_in_the_work_dir(tmp_path: Path) -> None:
+    from tutorial_app.progressfile import progress_path, read_progress
+    work = _provider_dir(tmp_path)
+    asyncio.run(ProviderHandler().compute(work, "s1", {"difficulty": 12, "resources": ["s1.zip"]}))
+    progress = read_progress(progress_path(work, "s1"))
+    _, nonce = solve("provider input", 12)
+    assert progress is not None and progress.done
+    assert progress.hashes >= nonce + 1
+
+
+def test_pool_on_demand_starts_only_for_a_search_that_needs_it(tmp_path: Path) -> None:
+    from tutorial_app.provider import IN_PROCESS_MAX_DIFFICULTY
+    work = _provider_dir(tmp_path)
+    lifecycle = ProviderLifecycle(workers=1, pool_start="on-demand")
+    handler = ProviderHandler(lifecycle)
+    big = IN_PROCESS_MAX_DIFFICULTY + 1
+
+    async def scenario() -> tuple[bool, bool, Path]:
+        await lifecycle.on_before_startup()
+        try:
+            await handler.compute(work, "s1", {"difficulty": 4, "resources": ["s1.zip"]})
+            before = lifecycle.supervisor is None
+            rel = await handler.compute(work, "s1", {"difficulty": big, "resources": ["s1.zip"]})
+            after = lifecycle.supervisor is not None
+        finally:
+            await lifecycle.on_before_shutdown()
+            await lifecycle.on_after_shutdown()
+        return before, after, rel
+
+    before, after, rel = asyncio.run(scenario())
+    assert before and after  # no pool for the small search, one for the big one
+    assert lifecycle.supervisor is None  # closed with the server
+    digest, nonce = solve("provider input", big)
+    assert _result(work, rel) == ("s1", f"{digest} {nonce}")
+
+
+def test_bad_pool_start_setting_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tutorial_app.provider import pool_start_policy
+    monkeypatch.setenv("TUTORIAL_APP_POOL_START", "lazy")
+    with pytest.raises(ValueError, match="TUTORIAL_APP_POOL_START='lazy'"):
+        pool_start_policy()

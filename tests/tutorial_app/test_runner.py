@@ -2,42 +2,31 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sys
 import time
-import zipfile
 from pathlib import Path
 
 import pytest
 from golem_task_api.testutils import SubprocessTaskApiService, find_free_port
 
+from tutorial_app.progressfile import SearchProgress, read_progress
 import engine
-from tutorial_app.result import parse_result
-from app_testing import children_now
+from app_testing import check_out_dir, children_now
 from tutorial_app.runner import (
-    LocalServers, Provider, RunError, TaskRun, default_split, parse_address, scratch_dir,
+    LocalServers, OutDirError, Provider, RunError, TaskRun, default_split, default_subtask_timeout,
+    parse_address, scratch_dir,
 )
 
 HERE = Path(__file__).parent
 
 
-def check_out_dir(out_dir: Path, difficulty: int, expected: int) -> None:
-    """Every result in the out dir verifies against the input written beside it."""
-    results = sorted((out_dir / "results").glob("*.zip"))
-    assert len(results) == expected
-    for result in results:
-        subtask_id = result.stem
-        with zipfile.ZipFile(result) as zf:
-            (member,) = zf.namelist()
-            assert member == subtask_id
-            digest, nonce = parse_result(zf.read(member).decode())
-        text = (out_dir / "inputs" / f"{subtask_id}.txt").read_text(encoding="utf-8")
-        engine.verify(text, difficulty, digest, nonce)
-
-
 class FirstProviderStuck(LocalServers):
     """The first provider hangs in compute; every later one is the real app."""
+
+    providers_ahead = False  # so the first subtask surely goes to the first provider
 
     def __init__(self, scratch: Path, workers: int) -> None:
         super().__init__(scratch, workers)
@@ -54,9 +43,12 @@ class FirstProviderStuck(LocalServers):
 
 
 @pytest.mark.timeout(60)
-def test_whole_task_verifies(tmp_path: Path, input_file: Path) -> None:
-    servers = LocalServers(scratch_dir(tmp_path), workers=1)
-    run = TaskRun(servers, input_file, difficulty=10, subtasks=3, providers=2, out_dir=tmp_path / "out")
+@pytest.mark.parametrize("fork, difficulty", [(True, 10), (False, 10), (True, 18)],
+                         ids=["forked-in-process", "subprocess", "forked-pool"])
+def test_whole_task_verifies(tmp_path: Path, input_file: Path, fork: bool, difficulty: int) -> None:
+    servers = LocalServers(scratch_dir(tmp_path), workers=1, fork=fork, difficulty=difficulty)
+    run = TaskRun(servers, input_file, difficulty=difficulty, subtasks=3, providers=2,
+                  out_dir=tmp_path / "out")
     asyncio.run(run.run())
     report = run.report()
     assert report.ok
@@ -64,8 +56,10 @@ def test_whole_task_verifies(tmp_path: Path, input_file: Path) -> None:
     assert {r.subtask_id for r in report.subtasks} == {p.stem for p in (tmp_path / "out" / "results").iterdir()}
     for result in report.subtasks:
         assert result.input.startswith(input_file.read_text(encoding="utf-8"))
-        engine.verify(result.input, 10, result.digest, result.nonce)
-    check_out_dir(tmp_path / "out", 10, 3)
+        engine.verify(result.input, difficulty, result.digest, result.nonce)
+    check_out_dir(tmp_path / "out", difficulty, 3)
+    # Every provider reported what it tried: at least the nonces below each answer.
+    assert report.hashes >= sum(r.nonce + 1 for r in report.subtasks)
 
 
 @pytest.mark.timeout(60)
@@ -113,26 +107,10 @@ def test_parse_address() -> None:
     assert parse_address("[::1]:1") == ("::1", 1)
 
 
-class RequestorDiesWhenProviderStarts(LocalServers):
-    """SIGKILLs the requestor as the first provider is asked for; that provider
-    never becomes ready (``slow``) or searches forever at difficulty 256."""
-
-    def __init__(self, scratch: Path, workers: int, slow: bool) -> None:
-        super().__init__(scratch, workers)
-        self.slow = slow
-        self.requestor: SubprocessTaskApiService | None = None
-
-    def requestor_service(self) -> SubprocessTaskApiService:
-        service = super().requestor_service()
-        assert isinstance(service, SubprocessTaskApiService)
-        self.requestor = service
-        return service
+class NeverReadyProviders(LocalServers):
+    """Every provider is a process that never answers the health check."""
 
     def provider(self, slot: int) -> Provider:
-        assert self.requestor is not None and self.requestor.pid is not None
-        os.kill(self.requestor.pid, signal.SIGKILL)
-        if not self.slow:
-            return super().provider(slot)
         work_dir = self.scratch / f"slow-{slot}"
         work_dir.mkdir()
         argv = [sys.executable, "-c", "import time; time.sleep(60)"]
@@ -144,17 +122,31 @@ class RequestorDiesWhenProviderStarts(LocalServers):
 def test_requestor_death_ends_the_run_and_stops_every_provider(
     tmp_path: Path, input_file: Path, slow: bool,
 ) -> None:
-    servers = RequestorDiesWhenProviderStarts(scratch_dir(tmp_path), workers=1, slow=slow)
+    kind = NeverReadyProviders if slow else LocalServers
+    servers = kind(scratch_dir(tmp_path), workers=1)
     run = TaskRun(servers, input_file, difficulty=256, subtasks=1, providers=1, out_dir=tmp_path / "out")
 
     before = children_now()  # the session's multiprocessing resource tracker
 
+    async def kill_requestor() -> None:
+        # Once providers are starting (slow) or one computes (its progress file).
+        scratch = servers.scratch
+        while not (list(scratch.glob("slow-*")) if slow else list(scratch.glob("providers/*/*.progress"))):
+            await asyncio.sleep(0.02)
+        while run._requestor is None:
+            await asyncio.sleep(0.02)
+        service = run._requestor.service
+        assert isinstance(service, SubprocessTaskApiService) and service.pid is not None
+        os.kill(service.pid, signal.SIGKILL)
+
     async def main() -> set[int]:
-        started = time.monotonic()
+        killer = asyncio.create_task(kill_requestor())
         with pytest.raises(RunError, match="requestor"):
             await run.run()
+        killed_at = time.monotonic()
+        await killer
         # Noticed promptly, not after a provider's health check or search gave up.
-        assert time.monotonic() - started < 10
+        assert time.monotonic() - killed_at < 10
         # Checked before asyncio.run's own clean-up of leftover tasks could help.
         return children_now() - before
 
@@ -164,6 +156,8 @@ def test_requestor_death_ends_the_run_and_stops_every_provider(
 
 class FirstProviderLies(LocalServers):
     """The first provider answers a result path that is not a file; later ones are real."""
+
+    providers_ahead = False
 
     def __init__(self, scratch: Path, workers: int, how: str) -> None:
         super().__init__(scratch, workers)
@@ -195,17 +189,147 @@ def test_result_path_that_is_not_a_file_is_a_provider_failure(
 
 
 @pytest.mark.timeout(60)
-def test_second_run_into_the_same_out_dir_holds_only_its_own_results(tmp_path: Path, input_file: Path) -> None:
+def test_second_run_into_the_same_out_dir_is_refused_and_keeps_the_first(
+        tmp_path: Path, input_file: Path) -> None:
     out = tmp_path / "out"
     first = TaskRun(LocalServers(scratch_dir(tmp_path), workers=1), input_file,
                     difficulty=2, subtasks=2, providers=1, out_dir=out)
     asyncio.run(first.run())
-    (out / "results" / "notes.md").write_text("the user's own file")
+    before = sorted(p.relative_to(out) for p in out.rglob("*"))
+    summary = (out / "summary.json").read_text()
     second = TaskRun(LocalServers(scratch_dir(tmp_path), workers=1), input_file,
                      difficulty=6, subtasks=1, providers=1, out_dir=out)
-    asyncio.run(second.run())
-    assert second.report().ok
-    # Every result there verifies at the second run's difficulty; the user's file stays.
-    check_out_dir(out, 6, 1)
-    assert {p.stem for p in (out / "inputs").iterdir()} == {r.subtask_id for r in second.report().subtasks}
-    assert (out / "results" / "notes.md").read_text() == "the user's own file"
+    with pytest.raises(OutDirError, match="already holds a run"):
+        asyncio.run(second.run())
+    assert sorted(p.relative_to(out) for p in out.rglob("*")) == before
+    assert (out / "summary.json").read_text() == summary
+    check_out_dir(out, 2, 2)
+
+
+@pytest.mark.timeout(60)
+def test_hung_provider_subtask_is_reissued_after_the_timeout(tmp_path: Path, input_file: Path) -> None:
+    servers = FirstProviderStuck(scratch_dir(tmp_path), workers=1)
+    run = TaskRun(servers, input_file, difficulty=6, subtasks=2, providers=1,
+                  out_dir=tmp_path / "out", subtask_timeout=2.0)
+    started = time.monotonic()
+    asyncio.run(run.run())
+    report = run.report()
+    assert report.ok, report.failures
+    assert len(report.failures) == 1 and "subtask timeout (2.0 s)" in report.failures[0]
+    assert servers.stuck is not None
+    stuck_subtask = (servers.stuck.work_dir / "compute-started").read_text()
+    assert report.failures[0].startswith(stuck_subtask)
+    assert stuck_subtask not in {r.subtask_id for r in report.subtasks}
+    assert not servers.stuck.service.running()
+    assert time.monotonic() - started < 30
+    check_out_dir(tmp_path / "out", 6, 2)
+
+
+@pytest.mark.timeout(60)
+def test_interrupted_run_summary_says_not_ok(tmp_path: Path, input_file: Path) -> None:
+    servers = LocalServers(scratch_dir(tmp_path), workers=1)
+    out = tmp_path / "out"
+    run = TaskRun(servers, input_file, difficulty=256, subtasks=2, providers=1, out_dir=out)
+
+    async def main() -> None:
+        task = asyncio.create_task(run.run())
+        while not any((read_progress(p) or SearchProgress(0, 0, False)).hashes
+                      for p in servers.scratch.glob("providers/*/*.progress")):
+            await asyncio.sleep(0.02)
+        run.note_interrupt("interrupted by the test")
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary == run.report().to_json()
+    assert summary["ok"] is False
+    assert summary["subtasks_total"] == 2 and summary["subtasks"] == []
+    assert summary["error"].startswith("interrupted by the test")
+    assert summary["out_dir"] == str(out.absolute())
+    assert summary["hashes"] > 0  # the provider reported what it tried
+
+
+def test_summary_written_at_start_says_not_ok(tmp_path: Path, input_file: Path) -> None:
+    class Boom(LocalServers):
+        async def open(self) -> None:
+            summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+            assert summary["ok"] is False and summary["error"] == "the run has not finished"
+            raise RuntimeError("no servers today")
+
+    run = TaskRun(Boom(scratch_dir(tmp_path), workers=1), input_file, difficulty=1, subtasks=1,
+                  providers=1, out_dir=tmp_path / "out")
+    with pytest.raises(RuntimeError):
+        asyncio.run(run.run())
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["ok"] is False and "no servers today" in summary["error"]
+
+
+def test_default_subtask_timeout_follows_difficulty_and_rate() -> None:
+    assert default_subtask_timeout(0, 1e6) == pytest.approx(30.0, abs=0.01)
+    # 2^30 nonces at 1e7/s: ~107 s expected, so 12x that on top of the base.
+    assert default_subtask_timeout(30, 1e7) == pytest.approx(30 + 12 * 2**30 / 1e7)
+    assert default_subtask_timeout(30, 1e8) < default_subtask_timeout(30, 1e7)
+    assert default_subtask_timeout(256, 1e9) is None
+
+
+class ProviderFailsToStart(LocalServers):
+    """Every provider writes a cause to its log and exits at once."""
+
+    providers_ahead = False
+
+    def provider(self, slot: int) -> Provider:
+        work_dir = self.scratch / f"bad-{slot}"
+        work_dir.mkdir()
+        log = self.scratch / f"bad-{slot}.log"
+        argv = [sys.executable, "-c", "import sys; print('kernel xyz is not available here'); sys.exit(3)"]
+        return Provider(SubprocessTaskApiService(work_dir, argv, log_path=log), work_dir,
+                        find_free_port(), log, f"provider {slot}")
+
+
+@pytest.mark.timeout(60)
+def test_provider_that_fails_to_start_is_reported_with_its_log(tmp_path: Path, input_file: Path) -> None:
+    run = TaskRun(ProviderFailsToStart(scratch_dir(tmp_path), workers=1), input_file,
+                  difficulty=1, subtasks=1, providers=1, out_dir=tmp_path / "out")
+    with pytest.raises(RunError, match="in a row failed to start") as caught:
+        asyncio.run(run.run())
+    assert "kernel xyz is not available here" in str(caught.value)
+    report = run.report()
+    assert not report.ok and "kernel xyz" in (report.error or "")
+
+
+def test_statuses_read_as_name_and_message() -> None:
+    from grpclib.const import Status
+    from grpclib.exceptions import GRPCError
+
+    from tutorial_app.node import describe_error
+    error = GRPCError(Status.FAILED_PRECONDITION, "subtask x: computation interrupted")
+    assert describe_error(error) == "FAILED_PRECONDITION: subtask x: computation interrupted"
+    assert describe_error(GRPCError(Status.UNAVAILABLE)) == "UNAVAILABLE"
+
+
+@pytest.mark.timeout(60)
+def test_provider_dying_mid_subtask_is_reported_with_its_log(tmp_path: Path, input_file: Path) -> None:
+    from tutorial_app.forkserver import ForkedService
+    servers = LocalServers(scratch_dir(tmp_path), workers=1, difficulty=256)
+    run = TaskRun(servers, input_file, difficulty=256, subtasks=1, providers=1, out_dir=tmp_path / "out")
+
+    async def main() -> None:
+        task = asyncio.create_task(run.run())
+        while not list(servers.scratch.glob("providers/*/*.progress")):
+            await asyncio.sleep(0.02)
+        (computing,) = run._computing
+        service = computing.service
+        assert isinstance(service, ForkedService) and service.pid is not None
+        os.kill(service.pid, signal.SIGKILL)
+        while not run._failures:
+            await asyncio.sleep(0.02)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    (failure,) = run.report().failures
+    assert "provider 0 failed: the connection to it broke" in failure
+    assert "its log ends:" in failure and "searching at difficulty 256" in failure

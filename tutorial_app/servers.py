@@ -1,0 +1,340 @@
+"""Where the node's app servers run: local processes, or servers someone else runs.
+
+`LocalServers` starts the requestor as a subprocess and each provider
+through a fork server (see `tutorial_app.forkserver`), each in its own work
+dir under a scratch dir, logging to a file there. `RemoteServers` drives a
+requestor and a provider that run elsewhere (containers started by compose)
+through work dirs shared with this machine.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import sys
+import tempfile
+import time
+import uuid
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from golem_task_api.client import TaskApiService
+from golem_task_api.testutils import SubprocessTaskApiService, find_free_port
+
+from tutorial_app.forkserver import ForkedService, ForkServer
+from tutorial_app.provider import POOL_START_ENV, pool_start_for
+
+LOG_TAIL_LINES = 6
+"""Lines of a server's log quoted when it fails."""
+RECENT_PORTS = 64
+CONNECT_TIMEOUT = 10.0
+"""How long a server run elsewhere may refuse connections before it counts as unreachable."""
+
+
+@dataclass(frozen=True)
+class Provider:
+    """A provider app server to be started, and its work dir as the node sees it."""
+
+    service: TaskApiService
+    work_dir: Path
+    port: int
+    log_path: Path | None = None
+    label: str = "provider"
+
+
+class Servers(Protocol):
+    """Where the app servers run: local processes or elsewhere."""
+
+    requestor_dir: Path
+    requestor_port: int
+    requestor_log: Path | None
+    providers_ahead: bool
+    """True when the next provider may start while others compute."""
+
+    async def open(self) -> None:
+        """Get ready to start servers (before the first one)."""
+
+    async def close(self) -> None:
+        """Release what `open` acquired, after every server stopped."""
+
+    def requestor_service(self) -> TaskApiService: ...
+
+    def provider(self, slot: int) -> Provider: ...
+
+    def release(self, provider: Provider) -> None:
+        """The provider's life ended: its work dir may be tidied."""
+
+
+def app_argv(work_dir: Path) -> list[str]:
+    """The command line of our app's entrypoint for a work dir."""
+    return [sys.executable, "-m", "tutorial_app.entrypoint", "--work-dir", str(work_dir)]
+
+
+def log_tail(path: Path | None, lines: int = LOG_TAIL_LINES) -> str:
+    """The last lines of a server's log, joined with `` | ``; empty if there is none."""
+    if path is None:
+        return ""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, 2)
+            f.seek(max(0, f.tell() - 8192))
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return " | ".join(line.strip() for line in text.strip().splitlines()[-lines:] if line.strip())
+
+
+class LocalServers:
+    """App servers as processes of this machine, each with its own work dir and log."""
+
+    providers_ahead = True
+
+    def __init__(self, scratch: Path, workers: int, env: dict[str, str] | None = None,
+                 fork: bool = True, difficulty: int | None = None) -> None:
+        """``env``: added to the servers' environment. ``difficulty``: the run's, when
+        known, so providers that will only search in-process never start a pool."""
+        self.scratch = scratch
+        self.workers = workers
+        self.requestor_dir = scratch / "requestor"
+        self.requestor_dir.mkdir(parents=True, exist_ok=True)
+        self.requestor_port = find_free_port()
+        self.requestor_log: Path | None = scratch / "requestor.log"
+        self._env = {**(env or {}), "TUTORIAL_APP_WORKERS": str(workers)}
+        if difficulty is not None and POOL_START_ENV not in self._env and not os.environ.get(POOL_START_ENV):
+            self._env[POOL_START_ENV] = pool_start_for(difficulty)
+        self._fork = fork
+        self._forkserver: ForkServer | None = None
+        self._recent_ports: deque[int] = deque([self.requestor_port], maxlen=RECENT_PORTS)
+
+    def _port(self) -> int:
+        # A port is free only until its server binds it: servers starting at
+        # the same time must not be handed the same one.
+        while (port := find_free_port()) in self._recent_ports:
+            pass
+        self._recent_ports.append(port)
+        return port
+
+    async def open(self) -> None:
+        if self._fork:
+            forkserver = ForkServer(self.scratch / "forkserver.log")
+            await forkserver.start()
+            self._forkserver = forkserver
+
+    async def close(self) -> None:
+        forkserver, self._forkserver = self._forkserver, None
+        if forkserver is not None:
+            await forkserver.close()
+
+    def requestor_service(self) -> TaskApiService:
+        return SubprocessTaskApiService(
+            self.requestor_dir, app_argv(self.requestor_dir), env=self._env,
+            log_path=self.requestor_log)
+
+    def provider(self, slot: int) -> Provider:
+        name = uuid.uuid4().hex[:12]
+        work_dir = self.scratch / "providers" / name
+        work_dir.mkdir(parents=True)
+        log_path = self.scratch / "providers" / f"{name}.log"
+        service: TaskApiService
+        if self._forkserver is not None:
+            service = ForkedService(self._forkserver, ["--work-dir", str(work_dir)], self._env, log_path)
+        else:
+            service = SubprocessTaskApiService(work_dir, app_argv(work_dir), env=self._env, log_path=log_path)
+        return Provider(service, work_dir, self._port(), log_path, f"provider {slot}")
+
+    def release(self, provider: Provider) -> None:
+        pass  # the scratch dir goes as a whole at the end
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` as a pair; a clear error for anything else."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected HOST:PORT, got {text!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]  # an IPv6 literal
+    return host, int(port)
+
+
+class UnreachableError(ConnectionError):
+    """A server run elsewhere accepted no connection in time."""
+
+
+class ConnectedService(TaskApiService):
+    """An app server someone else runs (a container): nothing to start or stop.
+
+    Its owner may be (re)starting it when we connect: a provider serves one
+    request per life, then a new life starts. So it counts as running while
+    it has not yet accepted a connection, for up to ``connect_timeout`` s;
+    then it is unreachable and `running()` turns false, which ends the
+    client's health check at once instead of after its own, longer timeout.
+    Every probe is an asynchronous connect: nothing here blocks the loop.
+    """
+
+    def __init__(self, address: tuple[str, int], stop_timeout: float = 10.0,
+                 connect_timeout: float = CONNECT_TIMEOUT) -> None:
+        self.address = address
+        self.stop_timeout = stop_timeout
+        self.connect_timeout = connect_timeout
+        self._answered = False
+        self._gave_up = False
+        self._prober: asyncio.Task[None] | None = None
+
+    @property
+    def problem(self) -> str | None:
+        """Why the server counts as not running, if it does."""
+        if self._gave_up:
+            host, port = self.address
+            return f"nothing accepted a connection at {host}:{port} within {self.connect_timeout:g} s"
+        return None
+
+    async def start(self, command: Sequence[str] | str, port: int) -> tuple[str, int]:
+        self._answered = False
+        self._gave_up = False
+        self._prober = asyncio.create_task(self._probe())
+        return self.address
+
+    async def _accepts(self, timeout: float = 0.5) -> bool:
+        try:
+            _, writer = await asyncio.wait_for(asyncio.open_connection(*self.address), timeout)
+        except (OSError, asyncio.TimeoutError):
+            return False
+        writer.close()
+        with contextlib.suppress(OSError):
+            await writer.wait_closed()
+        return True
+
+    async def _probe(self) -> None:
+        deadline = time.monotonic() + self.connect_timeout
+        while time.monotonic() < deadline:
+            if await self._accepts():
+                self._answered = True
+                return
+            await asyncio.sleep(0.1)
+        self._gave_up = True
+
+    def running(self) -> bool:
+        return not self._gave_up
+
+    async def stop(self) -> None:
+        """Its owner stops it; after Shutdown we only wait for it to go."""
+        if self._prober is not None:
+            self._prober.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._prober
+        await self.wait_until_shutdown_complete()
+
+    async def wait_until_shutdown_complete(self) -> None:
+        if not self._answered:
+            return
+        deadline = time.monotonic() + self.stop_timeout
+        while time.monotonic() < deadline and await self._accepts():
+            await asyncio.sleep(0.1)
+
+
+# What the node and our provider put in a provider's work dir: TLS material
+# the node placed (task_api_*), subtask inputs named after subtask ids (32 hex
+# digits), the provider's results and progress files, and their temp files.
+_OWN_TOP = re.compile(r"task_api_.*|[0-9a-f]{32}\.(zip|progress)|\.[0-9a-f]{32}\.(zip|progress)\..*\.tmp")
+_OWN_INPUT = re.compile(r"[0-9a-f]{32}\.zip")
+
+
+class ForeignDirectoryError(ValueError):
+    """A directory holds files the node did not make; it will not touch them."""
+
+
+def foreign_entries(work_dir: Path) -> list[str]:
+    """Entries of a provider work dir that neither the node nor our provider made."""
+    if not work_dir.exists():
+        return []
+    foreign = []
+    for child in sorted(work_dir.iterdir()):
+        if child.name == "subtask_inputs" and child.is_dir() and not child.is_symlink():
+            foreign += [f"subtask_inputs/{c.name}" for c in sorted(child.iterdir())
+                        if not (_OWN_INPUT.fullmatch(c.name) and c.is_file())]
+        elif not (_OWN_TOP.fullmatch(child.name) and (child.is_file() or child.is_symlink())):
+            foreign.append(child.name)
+    return foreign
+
+
+def check_provider_dir(work_dir: Path) -> None:
+    """`ForeignDirectoryError` unless the dir is empty or holds only what the node makes."""
+    if work_dir.exists() and not work_dir.is_dir():
+        raise ForeignDirectoryError(f"--provider-dir {work_dir} is not a directory")
+    foreign = foreign_entries(work_dir)
+    if foreign:
+        shown = ", ".join(repr(name) for name in foreign[:3])
+        more = f" and {len(foreign) - 3} more" if len(foreign) > 3 else ""
+        raise ForeignDirectoryError(
+            f"--provider-dir {work_dir} holds files tutorial-app did not make ({shown}{more});"
+            " give it the provider's own, empty work dir")
+
+
+def clear_own_entries(work_dir: Path) -> None:
+    """Remove what an earlier subtask left in a provider work dir, and nothing else."""
+    check_provider_dir(work_dir)  # between lives, someone may have put something there
+    for child in work_dir.iterdir():
+        if child.name.startswith("task_api_"):
+            continue  # the TLS files the node placed stay
+        if child.name == "subtask_inputs":
+            for entry in child.iterdir():
+                entry.unlink()
+        else:
+            child.unlink()
+
+
+class RemoteServers:
+    """One requestor and one provider run elsewhere, sharing work dirs with us.
+
+    The provider is expected to come back (a restarting container) after each
+    one-request life, so subtasks go to it one at a time.
+    """
+
+    providers_ahead = False
+    requestor_log: Path | None = None  # its log is its owner's
+
+    def __init__(
+        self,
+        requestor: tuple[str, int],
+        requestor_dir: Path,
+        provider: tuple[str, int],
+        provider_dir: Path,
+        connect_timeout: float = CONNECT_TIMEOUT,
+    ) -> None:
+        self.requestor_address = requestor
+        self.requestor_dir = requestor_dir
+        self.requestor_port = requestor[1]
+        self.provider_address = provider
+        self.provider_dir = provider_dir
+        self.connect_timeout = connect_timeout
+
+    async def open(self) -> None:
+        check_provider_dir(self.provider_dir)
+
+    async def close(self) -> None:
+        pass
+
+    def requestor_service(self) -> TaskApiService:
+        return ConnectedService(self.requestor_address, connect_timeout=self.connect_timeout)
+
+    def provider(self, slot: int) -> Provider:
+        self.provider_dir.mkdir(parents=True, exist_ok=True)
+        clear_own_entries(self.provider_dir)
+        host, port = self.provider_address
+        return Provider(ConnectedService(self.provider_address, connect_timeout=self.connect_timeout),
+                        self.provider_dir, port, None, f"provider {host}:{port}")
+
+    def release(self, provider: Provider) -> None:
+        clear_own_entries(self.provider_dir)
+
+
+def scratch_dir(base: Path | None) -> Path:
+    """A fresh directory for the app servers' work dirs."""
+    if base is not None:
+        base.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix="node-", dir=base))
+    return Path(tempfile.mkdtemp(prefix="tutorial-app-node-"))
