@@ -31,7 +31,7 @@ def one_run(base: Path, difficulty: int, subtasks: int) -> tuple[float, int, int
     """Seconds for one whole task, the hashes it needed at least, and those the providers reported."""
     input_file = base / "input.txt"
     input_file.write_text(INPUT, encoding="utf-8")
-    providers, workers = default_split(subtasks, None, None, engine.usable_cores())
+    providers, workers = default_split(subtasks, None, None, engine.usable_workers())
     scratch = scratch_dir(base)
     run = TaskRun(
         LocalServers(scratch, workers, difficulty=difficulty), input_file, difficulty, subtasks, providers, base / "out"

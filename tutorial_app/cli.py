@@ -18,6 +18,7 @@ from pathlib import Path
 
 import engine
 from engine.kernels import get_kernel
+from engine.pow import check_difficulty
 
 from tutorial_app import descriptor, meta
 from tutorial_app.provider import pool_start_policy
@@ -70,9 +71,10 @@ def _difficulty(text: str) -> int:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if not 0 <= value <= 256:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 256, got {value}")
-    return value
+    try:
+        return check_difficulty(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _address(text: str) -> tuple[str, int]:
@@ -156,7 +158,7 @@ def check_environment() -> dict[str, str]:
     Returns the settings to hand to the app servers.
     """
     try:
-        engine.usable_cores()
+        engine.usable_workers()
     except ValueError as exc:
         raise SettingError(str(exc)) from None
     try:
@@ -216,7 +218,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, server_env: 
     if problem:
         parser.error(problem)
     remote = args.requestor is not None
-    cores = engine.usable_cores()
+    cores = engine.usable_workers()
     requested = args.providers
     if requested is not None and requested > args.subtasks:
         _warn(f"--providers {requested} is more than --subtasks {args.subtasks}; using {args.subtasks}")

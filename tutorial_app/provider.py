@@ -61,6 +61,10 @@ def pool_start_for(difficulty: int) -> str:
     return "on-demand" if difficulty <= IN_PROCESS_MAX_DIFFICULTY else "eager"
 
 
+class ComputeFailedError(RuntimeError):
+    """The engine could not finish a search (a worker died, stalled or did not start)."""
+
+
 class ProviderLifecycle(api.AppLifecycleHandler):
     """Owns the engine's pool: started with the server (or on demand), closed on shutdown."""
 
@@ -169,6 +173,10 @@ class ProviderHandler(api.ProviderAppHandler):
             raise FailedPreconditionError(
                 f"subtask {subtask_id}: computation interrupted (the provider is shutting down)"
             ) from None
+        except (engine.WorkerCrashed, engine.PoolStartFailed) as exc:
+            # The provider's own failure (a dead, stalled or unstartable worker): the node
+            # hands the part to another provider; the message says what happened here.
+            raise ComputeFailedError(f"subtask {subtask_id}: the search failed: {exc}") from None
         reporter.finish(solution.hashes, solution.seconds)
         result_name = f"{subtask_id}.zip"
         await asyncio.to_thread(

@@ -123,7 +123,7 @@ def test_benchmark_prints_a_score_within_the_maximum() -> None:
     [
         (["run", "{missing}", "-d", "8"], "is not a readable file"),
         (["run", "{binary}", "-d", "8"], "is not UTF-8"),
-        (["run", "{input}", "-d", "257"], "between 0 and 256"),
+        (["run", "{input}", "-d", "257"], "must be in [0, 256]"),
         (["run", "{input}", "-d", "x"], "whole number"),
         (["run", "{input}"], "--difficulty"),
         (["run", "{input}", "-d", "8", "-n", "0"], "at least 1"),
