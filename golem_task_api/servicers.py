@@ -7,36 +7,22 @@ They translate requests into handler calls (with the task dir types of
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from grpclib.server import Stream
 
-from golem_task_api.dirutils import (
-    ProviderTaskDir,
-    RequestorDir,
-    RequestorTaskDir,
-    is_safe_path_component,
-)
+from golem_task_api.bounds import check_id as _check_component
+from golem_task_api.bounds import parse_json_object as _parse_json_object
+from golem_task_api.dirutils import ProviderTaskDir, RequestorDir, RequestorTaskDir
 from golem_task_api.enums import VerifyResult
-from golem_task_api.errors import FailedPreconditionError, NotFoundError
+from golem_task_api.errors import FailedPreconditionError, InvalidArgumentError, NotFoundError
 from golem_task_api.handlers import AppLifecycleHandler, ProviderAppHandler, RequestorAppHandler
 from golem_task_api.proto import golem_task_api_pb2 as pb
 from golem_task_api.proto.golem_task_api_grpc import ProviderAppBase, RequestorAppBase
 from golem_task_api.statuses import InFlight, serve_unary
-
-
-def _check_component(value: str, what: str) -> str:
-    if not is_safe_path_component(value):
-        raise ValueError(f"invalid {what}: {value!r}")
-    return value
-
-
-def _parse_json_object(text: str, what: str) -> dict[str, Any]:
-    value = json.loads(text)  # JSONDecodeError is a ValueError -> INVALID_ARGUMENT
-    if not isinstance(value, dict):
-        raise ValueError(f"{what} must be a JSON object")
-    return value
 
 
 async def _shutdown_reply(request: pb.ShutdownRequest) -> pb.ShutdownReply:
@@ -71,9 +57,19 @@ class RequestorApp(RequestorAppBase):
     async def _create_task(self, request: pb.CreateTaskRequest) -> pb.CreateTaskReply:
         task_dir = self._work_dir.task_dir(_check_component(request.task_id, "task_id"))
         params = _parse_json_object(request.task_params_json, "task_params_json")
-        # The node normally creates these; creating them here is harmless.
-        task_dir.prepare()
-        task = await self._handler.create_task(task_dir, request.max_subtasks_count, params)
+        created_here = not os.path.lexists(task_dir)
+        if not created_here and not task_dir.is_dir():
+            raise InvalidArgumentError(
+                f"task_id {request.task_id!r} names an existing file, not a task dir")
+        try:
+            # The node normally creates these; creating them here is harmless.
+            task_dir.prepare()
+            task = await self._handler.create_task(task_dir, request.max_subtasks_count, params)
+        except BaseException:
+            # A refused task leaves no trace, but a dir the node made is not ours to remove.
+            if created_here:
+                shutil.rmtree(task_dir, ignore_errors=True)
+            raise
         reply = pb.CreateTaskReply(
             env_id=task.env_id,
             prerequisites_json=json.dumps(task.prerequisites),
@@ -225,6 +221,7 @@ class ProviderApp(ProviderAppBase):
             nonlocal took_request
             self._take_request()
             took_request = True
+            # Even a refused request ends the process: the node starts one per request.
             return await func(request)
 
         try:
