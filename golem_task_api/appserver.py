@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import ssl
 from pathlib import Path
 from typing import Any, Optional
@@ -65,9 +66,15 @@ class AppServer:
 
     @property
     def bound_port(self) -> int:
-        """The port actually listened on, once started."""
-        sockets = self._server._server.sockets if self._server._server else ()  # noqa: SLF001
-        return int(sockets[0].getsockname()[1]) if sockets else self._port
+        """The IPv4 port actually listened on, once started (port 0 binds one per family)."""
+        sockets = self._server.sockets()
+        ipv4 = [s for s in sockets if s.family == socket.AF_INET] or sockets
+        return int(ipv4[0].getsockname()[1]) if ipv4 else self._port
+
+    @property
+    def open_connections(self) -> int:
+        """How many client connections are open now."""
+        return self._server.open_connections
 
     async def start(self) -> None:
         """Run on_before_startup, listen, run on_after_startup."""

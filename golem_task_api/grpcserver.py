@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import resource
+import socket
 import struct
 import time
 from dataclasses import dataclass, field
@@ -97,6 +98,10 @@ class ConnectionClosingServer(Server):
         self.max_connections = max_connections or connection_limit()
         self._connections: dict[asyncio.BaseTransport, _Connection] = {}
         self._sweeper: Optional[asyncio.Task[None]] = None
+
+    def sockets(self) -> list[socket.socket]:
+        """The listening sockets, once started."""
+        return list(self._server.sockets) if self._server is not None else []
 
     @property
     def open_connections(self) -> int:

@@ -17,6 +17,7 @@ from pathlib import Path
 import golem_task_api as api
 from golem_task_api.argv import parse_port
 from golem_task_api.logsetup import LOG_FORMAT, parse_level
+from golem_task_api.ssl import TlsFilesError
 
 from tutorial_app.provider import ProviderHandler, ProviderLifecycle
 from tutorial_app.requestor import RequestorHandler
@@ -49,7 +50,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     if level is None:
         parser.error(f"{LOG_LEVEL_ENV}={level_name.upper()!r} is not a logging level")
     logging.basicConfig(stream=sys.stderr, level=level, format=LOG_FORMAT)
-    api.run(serve(args.role, args.port, args.work_dir))
+    try:
+        api.run(serve(args.role, args.port, args.work_dir))
+    except TlsFilesError as exc:
+        # One line naming the file, not a traceback: the operator has a file to fix.
+        parser.exit(2, f"{parser.prog}: error: {exc}\n")
 
 
 async def serve(role: str, port: int, work_dir: Path) -> None:
