@@ -154,9 +154,26 @@ class ConnectionClosingServer(Server):
         if not connection.transport.is_closing():
             connection.transport.close()
 
-    async def start(self, *args: Any, **kwargs: Any) -> None:
-        """Listen as grpclib's start does, and start closing idle connections."""
-        await super().start(*args, **kwargs)
+    async def start(
+        self,
+        host: Optional[str] = None,
+        port: Optional[int] = None,
+        *,
+        ssl: Optional[Any] = None,
+        backlog: int = 100,
+    ) -> None:
+        """Listen on host:port (all interfaces for None), and start closing idle connections.
+
+        As grpclib's start, plus a bound on TLS handshakes: a connection that
+        never completes one holds a file only TLS_HANDSHAKE_TIMEOUT_SECONDS.
+        """
+        if self._server is not None:
+            raise RuntimeError("server already started")
+        self._server = await self._loop.create_server(
+            self._protocol_factory, host, port, backlog=backlog, ssl=ssl,
+            ssl_handshake_timeout=TLS_HANDSHAKE_TIMEOUT_SECONDS if ssl is not None else None,
+        )
+        self._server_closed_fut = self._loop.create_future()
         self._sweeper = asyncio.create_task(self._sweep_idle())
 
     async def _sweep_idle(self) -> None:

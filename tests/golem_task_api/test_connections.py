@@ -120,3 +120,24 @@ def test_idle_connections_cannot_lock_the_node_out(tmp_path: Path) -> None:
         assert service.returncode == 0
 
     asyncio.run(scenario())
+
+
+def test_an_unfinished_tls_handshake_is_dropped(
+    tls_files, monkeypatch: pytest.MonkeyPatch  # type: ignore[no-untyped-def]
+) -> None:
+    monkeypatch.setattr(grpcserver, "TLS_HANDSHAKE_TIMEOUT_SECONDS", 0.3)
+
+    async def scenario() -> None:
+        lifecycle = api.AppLifecycleHandler()
+        server = api.server.RequestorAppServer(tls_files.app_dir, 0, _Benchmark(), lifecycle)
+        await server.start()
+        try:
+            # Connects, never says hello: the server hangs up after the timeout.
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.bound_port)
+            assert await asyncio.wait_for(reader.read(), 3) == b""
+            writer.close()
+        finally:
+            lifecycle.request_shutdown()
+            await server.stop()
+
+    asyncio.run(scenario())
