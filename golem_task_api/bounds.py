@@ -38,11 +38,11 @@ def check_id(value: str, what: str) -> str:
     return value
 
 
-def check_request_size(size: int) -> None:
-    """ResourceExhaustedError when a request of size bytes is over MAX_REQUEST_BYTES."""
-    if size > MAX_REQUEST_BYTES:
+def check_request_size(size: int, limit: int = MAX_REQUEST_BYTES) -> None:
+    """ResourceExhaustedError when a request of size bytes is over limit."""
+    if size > limit:
         raise ResourceExhaustedError(
-            f"request of {size} bytes is over the limit of {MAX_REQUEST_BYTES} bytes")
+            f"request of {size} bytes is over the limit of {limit} bytes")
 
 
 def parse_json_object(text: str, what: str) -> dict[str, Any]:

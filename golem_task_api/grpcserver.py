@@ -23,7 +23,8 @@ from typing import Any, Optional, Sequence
 from google.protobuf.message import DecodeError
 from grpclib.server import Server, Stream
 
-from golem_task_api.errors import InvalidArgumentError, ResourceExhaustedError
+from golem_task_api.bounds import check_request_size
+from golem_task_api.errors import InvalidArgumentError
 
 log = logging.getLogger("golem_task_api.server")
 
@@ -59,10 +60,8 @@ async def receive_request(stream: Stream[Any, Any], max_bytes: int) -> Any:
     compressed, length = _PREFIX.unpack(prefix)
     if compressed:
         raise InvalidArgumentError("compressed requests are not supported")
-    if length > max_bytes:
-        # Refused before reading it: the client's flow control holds the rest.
-        raise ResourceExhaustedError(
-            f"request of {length} bytes is over the limit of {max_bytes} bytes")
+    # Refused before reading it: the client's flow control holds the rest.
+    check_request_size(length, max_bytes)
     data = await inner.recv_data(length)
     if len(data) != length:
         raise InvalidArgumentError("the request message was cut short")
