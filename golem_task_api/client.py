@@ -13,7 +13,7 @@ import logging
 import ssl
 import time
 from pathlib import Path
-from typing import Any, Optional, Self
+from typing import Any, Optional, Self, Sequence, Union
 
 from grpclib.client import Channel
 from grpclib.exceptions import GRPCError, ProtocolError, StreamTerminatedError
@@ -28,8 +28,10 @@ from golem_task_api.proto.golem_task_api_grpc import ProviderAppStub, RequestorA
 log = logging.getLogger("golem_task_api.client")
 
 HEALTH_POLL_INTERVAL = 0.1
-HEALTH_TIMEOUT = 15.0
-DEFAULT_SHUTDOWN_TIMEOUT = 10.0
+# How long a client waits for a freshly started service to answer SERVING.
+CONNECTION_TIMEOUT = 15.0
+HEALTH_TIMEOUT = CONNECTION_TIMEOUT
+DEFAULT_SHUTDOWN_TIMEOUT = 5.0
 
 # What a call to a server that is not (yet, or any more) listening raises.
 _CONNECTION_ERRORS = (
@@ -41,12 +43,26 @@ class ServiceNotReadyError(RuntimeError):
     """The service exited or never answered SERVING to the health check."""
 
 
+class ShutdownException(Exception):
+    """The app server did not shut down as asked."""
+
+
+def command_argv(command: Union[str, Sequence[str]]) -> list[str]:
+    """The argv of a service command: "requestor 50005" split on whitespace (a list passes as is)."""
+    if isinstance(command, str):
+        return command.split()
+    return [str(part) for part in command]
+
+
 class TaskApiService(abc.ABC):
     """Runs an app server somewhere (process, container, ...)."""
 
     @abc.abstractmethod
-    async def start(self, command: list[str], port: int) -> tuple[str, int]:
-        """Start the app with argv `command` (e.g. ["requestor", "50005"]); return (host, port) to dial."""
+    async def start(self, command: str, port: int) -> tuple[str, int]:
+        """Start the app with command (e.g. "requestor 50005"); return (host, port) to dial.
+
+        Services of this package also accept the command as a list of words.
+        """
 
     @abc.abstractmethod
     def running(self) -> bool:
@@ -59,6 +75,27 @@ class TaskApiService(abc.ABC):
     @abc.abstractmethod
     async def wait_until_shutdown_complete(self) -> None:
         """Return once the server process has ended."""
+
+    async def open_channel(
+        self,
+        command: str,
+        port: int,
+        ssl_context: Optional[ssl.SSLContext] = None,
+        health_timeout: float = CONNECTION_TIMEOUT,
+    ) -> Channel:
+        """Start the service, wait until its health check answers SERVING, return the channel.
+
+        The service is stopped again when it never gets there.
+        """
+        host, port = await self.start(command, port)
+        channel = Channel(host, port, ssl=ssl_context)
+        try:
+            await wait_until_serving(channel, self, health_timeout)
+        except BaseException:
+            channel.close()
+            await self.stop()
+            raise
+        return channel
 
 
 async def wait_until_serving(
@@ -87,38 +124,18 @@ async def wait_until_serving(
         await asyncio.sleep(poll_interval)
 
 
-class _AppClient:
-    _ROLE = ""
-    _DEFAULT_PORT = 0
-    _STUB: Any = None
+class AppClient(abc.ABC):
+    """What both app clients share: the service they started and a graceful shutdown."""
 
-    def __init__(self, service: TaskApiService, channel: Channel) -> None:
+    SOFT_SHUTDOWN_TIMEOUT = DEFAULT_SHUTDOWN_TIMEOUT
+
+    def __init__(self, service: TaskApiService) -> None:
         self._service = service
-        self._channel = channel
+        self._channel: Optional[Channel] = None
         self._shut_down = False
-        self._stub = self._STUB(channel)
 
-    @classmethod
-    async def create(
-        cls,
-        service: TaskApiService,
-        port: Optional[int] = None,
-        ssl_context: Optional[ssl.SSLContext] = None,
-        health_timeout: float = HEALTH_TIMEOUT,
-    ) -> Self:
-        """Start the app server through service (on the role's default port unless
-        given) and wait until its health check answers SERVING."""
-        if port is None:
-            port = cls._DEFAULT_PORT
-        host, port = await service.start([cls._ROLE, str(port)], port)
-        channel = Channel(host, port, ssl=ssl_context)
-        try:
-            await wait_until_serving(channel, service, health_timeout)
-        except BaseException:
-            channel.close()
-            await service.stop()
-            raise
-        return cls(service, channel)
+    async def _shutdown_call(self, timeout: float) -> None:
+        raise NotImplementedError
 
     @property
     def service(self) -> TaskApiService:
@@ -133,7 +150,7 @@ class _AppClient:
         try:
             if self._service.running():
                 try:
-                    await self._stub.Shutdown(pb.ShutdownRequest(), timeout=timeout)
+                    await self._shutdown_call(timeout)
                 except (GRPCError, *_CONNECTION_ERRORS) as exc:
                     # Already stopping (a provider after its one request) or gone.
                     log.debug("Shutdown call failed: %r", exc)
@@ -146,7 +163,43 @@ class _AppClient:
             try:
                 await self._service.stop()
             finally:
-                self._channel.close()
+                if self._channel is not None:
+                    self._channel.close()
+
+
+class _StubClient(AppClient):
+    _ROLE = ""
+    DEFAULT_PORT = 0
+
+    def __init__(self, service: TaskApiService, app_stub: Any) -> None:
+        super().__init__(service)
+        self._stub = app_stub
+        # Generated stubs keep the channel on each method object, not on themselves.
+        self._channel = getattr(getattr(app_stub, "Shutdown", None), "channel", None)
+
+    @classmethod
+    async def create(
+        cls,
+        service: TaskApiService,
+        port: Optional[int] = None,
+        ssl_context: Optional[ssl.SSLContext] = None,
+        health_timeout: float = CONNECTION_TIMEOUT,
+    ) -> Self:
+        """Start the app server through service (on the role's DEFAULT_PORT unless
+        given), wait until its health check answers SERVING, and connect."""
+        if port is None:
+            port = cls.DEFAULT_PORT
+        channel = await service.open_channel(
+            f"{cls._ROLE} {port}", port, ssl_context, health_timeout
+        )
+        return cls(service, cls._stub_class()(channel))
+
+    @staticmethod
+    def _stub_class() -> Any:
+        raise NotImplementedError
+
+    async def _shutdown_call(self, timeout: float) -> None:
+        await self._stub.Shutdown(pb.ShutdownRequest(), timeout=timeout)
 
     async def run_benchmark(self, timeout: Optional[float] = None) -> float:
         """RunBenchmark: the score."""
@@ -154,12 +207,15 @@ class _AppClient:
         return float(reply.score)
 
 
-class RequestorAppClient(_AppClient):
+class RequestorAppClient(_StubClient):
     """Calls a requestor app server; one coroutine per RPC."""
 
     _ROLE = "requestor"
-    _DEFAULT_PORT = constants.DEFAULT_REQUESTOR_PORT
-    _STUB = RequestorAppStub
+    DEFAULT_PORT = constants.DEFAULT_REQUESTOR_PORT
+
+    @staticmethod
+    def _stub_class() -> Any:
+        return RequestorAppStub
 
     async def create_task(
         self,
@@ -209,12 +265,12 @@ class RequestorAppClient(_AppClient):
 
     async def verify(
         self, task_id: str, subtask_id: str, timeout: Optional[float] = None
-    ) -> tuple[VerifyResult, Optional[str]]:
-        """Verify: the result and the reason (None when the app gave none)."""
+    ) -> tuple[VerifyResult, str]:
+        """Verify: the result and the reason ('' when the app gave none)."""
         reply = await self._stub.Verify(
             pb.VerifyRequest(task_id=task_id, subtask_id=subtask_id), timeout=timeout
         )
-        return VerifyResult(reply.result), reply.reason or None
+        return VerifyResult(reply.result), reply.reason
 
     async def discard_subtasks(
         self, task_id: str, subtask_ids: list[str], timeout: Optional[float] = None
@@ -245,13 +301,15 @@ class RequestorAppClient(_AppClient):
         )
 
 
-
-class ProviderAppClient(_AppClient):
+class ProviderAppClient(_StubClient):
     """Calls a provider app server: one Compute or RunBenchmark per server."""
 
     _ROLE = "provider"
-    _DEFAULT_PORT = constants.DEFAULT_PROVIDER_PORT
-    _STUB = ProviderAppStub
+    DEFAULT_PORT = constants.DEFAULT_PROVIDER_PORT
+
+    @staticmethod
+    def _stub_class() -> Any:
+        return ProviderAppStub
 
     async def compute(
         self,

@@ -1,6 +1,11 @@
-"""Path types for the requestor and provider directory layouts."""
+"""Path types for the requestor and provider directory layouts.
+
+Each is a concrete `pathlib` path, so a `ProviderTaskDir` *is* a `Path`
+(`/` on it gives a plain `Path`) with the layout's names as properties.
+"""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from golem_task_api import constants
@@ -14,35 +19,56 @@ def is_safe_path_component(name: str) -> bool:
 
 
 # Subclassing Path itself only works from Python 3.12; the concrete flavour works on 3.11.
-_ConcretePath = type(Path())
+_PlatformPath = type(Path())
 
 
-class RequestorDir(_ConcretePath):  # type: ignore[valid-type, misc]
+class _ConcretePath(_PlatformPath):  # type: ignore[valid-type, misc]
+    """A path whose children are plain paths: `task_dir / "x"` is not another task dir."""
+
+    def __truediv__(self, key: "str | os.PathLike[str]") -> Path:
+        return Path(self.__fspath__(), key)
+
+    def joinpath(self, *pathsegments: "str | os.PathLike[str]") -> Path:
+        return Path(self.__fspath__(), *pathsegments)
+
+
+class RequestorDir(_ConcretePath):
     """The requestor app's work dir: one subdirectory per task."""
 
     def task_dir(self, task_id: str) -> "RequestorTaskDir":
         """The directory of one task."""
-        return RequestorTaskDir(self / task_id)
+        return RequestorTaskDir(self, task_id)
+
+    def subtask_outputs_dir(self, task_id: str, subtask_id: str) -> Path:
+        """Where the node places a provider's result for subtask_id of task_id."""
+        return self.task_dir(task_id).subtask_outputs_dir(subtask_id)
 
 
-class RequestorTaskDir(_ConcretePath):  # type: ignore[valid-type, misc]
+class RequestorTaskDir(_ConcretePath):
     """One task's directory on the requestor side."""
 
     @property
     def task_inputs_dir(self) -> Path:
+        """The user's resources, copied in by the node before CreateTask."""
         return Path(self, constants.TASK_INPUTS_DIR)
 
     @property
     def task_outputs_dir(self) -> Path:
+        """The merged results of verified subtasks."""
         return Path(self, constants.TASK_OUTPUTS_DIR)
 
     @property
     def subtask_inputs_dir(self) -> Path:
+        """Resources the app names in NextSubtask replies."""
         return Path(self, constants.SUBTASK_INPUTS_DIR)
 
     @property
-    def subtask_outputs_root(self) -> Path:
+    def subtask_outputs_top_dir(self) -> Path:
+        """The parent of every subtask's result directory."""
         return Path(self, constants.SUBTASK_OUTPUTS_DIR)
+
+    # Our earlier name of subtask_outputs_top_dir.
+    subtask_outputs_root = subtask_outputs_top_dir
 
     def subtask_outputs_dir(self, subtask_id: str) -> Path:
         """Where the node places a provider's result for subtask_id."""
@@ -54,24 +80,29 @@ class RequestorTaskDir(_ConcretePath):  # type: ignore[valid-type, misc]
             self.task_inputs_dir,
             self.task_outputs_dir,
             self.subtask_inputs_dir,
-            self.subtask_outputs_root,
+            self.subtask_outputs_top_dir,
         ):
             path.mkdir(parents=True, exist_ok=True)
 
 
-class ProviderDir(_ConcretePath):  # type: ignore[valid-type, misc]
-    """Alias kept for symmetry: the provider's work dir is its task dir."""
+class ProviderDir(_ConcretePath):
+    """A provider node's dir holding one work dir per task."""
 
     def task_dir(self, task_id: str) -> "ProviderTaskDir":
         """The directory of one task on the provider side."""
-        return ProviderTaskDir(self / task_id)
+        return ProviderTaskDir(self, task_id)
+
+    def subtask_dir(self, task_id: str, subtask_id: str) -> Path:
+        """Scratch and output directory of one subtask of task_id."""
+        return self.task_dir(task_id).subtask_dir(subtask_id)
 
 
-class ProviderTaskDir(_ConcretePath):  # type: ignore[valid-type, misc]
+class ProviderTaskDir(_ConcretePath):
     """The provider app's work dir for one task."""
 
     @property
     def subtask_inputs_dir(self) -> Path:
+        """Resources the node copied from the requestor for this provider."""
         return Path(self, constants.SUBTASK_INPUTS_DIR)
 
     def subtask_dir(self, subtask_id: str) -> Path:

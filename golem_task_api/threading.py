@@ -11,53 +11,85 @@ import asyncio
 import contextvars
 import functools
 import threading
+import time
 from typing import Any, Callable, Optional, TypeVar
 
 _T = TypeVar("_T")
+
+# How often wait_for_shutdown looks at the running count: polling keeps it
+# independent of the thread pool, which the running calls may fill.
+_POLL_SECONDS = 0.01
+
+
+class _NotStarted(Exception):
+    """Raised in the worker thread when shutdown came before func could start."""
 
 
 class Executor:
     """Process-wide helper for blocking calls; all methods are class methods."""
 
-    _shutdown_requested = threading.Event()
-    _idle = threading.Condition()
+    _lock = threading.Lock()
+    _shutdown_requested = False
     _running = 0
 
     @classmethod
     def initialize(cls) -> None:
         """Clear the shutdown flag (a fresh server start in this process)."""
-        cls._shutdown_requested.clear()
+        with cls._lock:
+            cls._shutdown_requested = False
 
     @classmethod
-    async def run(cls, func: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
-        """Run func(*args, **kwargs) in a worker thread and await its result."""
+    async def run(cls, func: Callable[..., _T], *args: Any, **kwargs: Any) -> Optional[_T]:
+        """Run func(*args, **kwargs) in a worker thread and await its result.
+
+        Once shutdown was requested func is not started and None is returned.
+        """
+        if cls.is_shutting_down():
+            return None
         loop = asyncio.get_running_loop()
         call = functools.partial(contextvars.copy_context().run, func, *args, **kwargs)
-        return await loop.run_in_executor(None, cls._tracked, call)
+        try:
+            return await loop.run_in_executor(None, cls._tracked, call)
+        except _NotStarted:
+            return None
 
     @classmethod
     def _tracked(cls, call: Callable[[], _T]) -> _T:
-        with cls._idle:
+        # Checked again here: shutdown may come while the call waits for a thread.
+        with cls._lock:
+            if cls._shutdown_requested:
+                raise _NotStarted()
             cls._running += 1
         try:
             return call()
         finally:
-            with cls._idle:
+            with cls._lock:
                 cls._running -= 1
-                cls._idle.notify_all()
 
     @classmethod
     def request_shutdown(cls) -> None:
-        """Ask running computations to stop; idempotent."""
-        cls._shutdown_requested.set()
+        """Ask running computations to stop and refuse new ones; idempotent, thread-safe."""
+        with cls._lock:
+            cls._shutdown_requested = True
 
     @classmethod
     def is_shutting_down(cls) -> bool:
         """True once a shutdown was requested."""
-        return cls._shutdown_requested.is_set()
+        with cls._lock:
+            return cls._shutdown_requested
 
     @classmethod
-    def wait_for_shutdown(cls, timeout: Optional[float] = None) -> bool:
-        """Block until no call started by `run` is still running; False on timeout."""
-        with cls._idle:
-            return cls._idle.wait_for(lambda: cls._running == 0, timeout)
+    def running_count(cls) -> int:
+        """How many calls started by `run` are running now."""
+        with cls._lock:
+            return cls._running
+
+    @classmethod
+    async def wait_for_shutdown(cls, timeout: float = 5.0) -> bool:
+        """Wait until no call started by `run` is still running; False on timeout."""
+        deadline = time.monotonic() + timeout
+        while cls.running_count():
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(_POLL_SECONDS)
+        return True

@@ -16,12 +16,18 @@ import tempfile
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-PROTO_RELPATH = Path("golem_task_api/proto/golem_task_api.proto")
-GENERATED_NAMES = ("golem_task_api_pb2.py", "golem_task_api_pb2.pyi", "golem_task_api_grpc.py")
+PROTO_DIR = Path("golem_task_api/proto")
+PROTO_RELPATH = PROTO_DIR / "golem_task_api.proto"
+# The protos with no service (envs, constants) get no grpclib module.
+PROTO_RELPATHS = (PROTO_RELPATH, PROTO_DIR / "envs.proto", PROTO_DIR / "constants.proto")
+GENERATED_NAMES = (
+    "golem_task_api_pb2.py", "golem_task_api_pb2.pyi", "golem_task_api_grpc.py",
+    "envs_pb2.py", "envs_pb2.pyi", "constants_pb2.py", "constants_pb2.pyi",
+)
 
 
 def generate(out_dir: Path) -> list[Path]:
-    """Compile the proto and place the generated modules in out_dir."""
+    """Compile the protos and place the generated modules in out_dir."""
     out_dir.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
@@ -29,12 +35,14 @@ def generate(out_dir: Path) -> list[Path]:
             [
                 sys.executable, "-m", "grpc_tools.protoc",
                 f"--proto_path={REPO_ROOT}",
+                # descriptor.proto, imported by constants.proto, ships with grpc_tools.
+                f"--proto_path={_well_known_protos()}",
                 f"--python_out={tmp_path}",
                 f"--pyi_out={tmp_path}",
                 f"--grpclib_python_out={tmp_path}",
                 # The plugin is installed next to the interpreter, with grpclib.
                 f"--plugin=protoc-gen-grpclib_python={_plugin_path()}",
-                str(PROTO_RELPATH),
+                *(str(path) for path in PROTO_RELPATHS),
             ],
             check=True,
             cwd=REPO_ROOT,
@@ -42,9 +50,15 @@ def generate(out_dir: Path) -> list[Path]:
         written = []
         for name in GENERATED_NAMES:
             target = out_dir / name
-            shutil.copyfile(tmp_path / PROTO_RELPATH.parent / name, target)
+            shutil.copyfile(tmp_path / PROTO_DIR / name, target)
             written.append(target)
     return written
+
+
+def _well_known_protos() -> Path:
+    import grpc_tools
+
+    return Path(grpc_tools.__file__).parent / "_proto"
 
 
 def _plugin_path() -> Path:

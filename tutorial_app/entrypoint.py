@@ -8,15 +8,16 @@ to stderr; ``TUTORIAL_APP_LOG_LEVEL`` sets the level (default INFO).
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 import sys
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import golem_task_api as api
+from golem_task_api.argv import parse_port
+from golem_task_api.logsetup import LOG_FORMAT, parse_level
+from golem_task_api.ssl import TlsFilesError
 
 from tutorial_app.provider import ProviderHandler, ProviderLifecycle
 from tutorial_app.requestor import RequestorHandler
@@ -44,13 +45,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not args.work_dir.is_dir():
         parser.error(f"work dir {args.work_dir} does not exist or is not a directory")
-    level = os.environ.get(LOG_LEVEL_ENV, "INFO").upper()
-    if not isinstance(logging.getLevelName(level), int):
-        parser.error(f"{LOG_LEVEL_ENV}={level!r} is not a logging level")
-    logging.basicConfig(
-        stream=sys.stderr, level=level,
-        format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s")
-    _run(serve(args.role, args.port, args.work_dir))
+    level_name = os.environ.get(LOG_LEVEL_ENV, "INFO")
+    level = parse_level(level_name)
+    if level is None:
+        parser.error(f"{LOG_LEVEL_ENV}={level_name.upper()!r} is not a logging level")
+    logging.basicConfig(stream=sys.stderr, level=level, format=LOG_FORMAT)
+    try:
+        api.run(serve(args.role, args.port, args.work_dir))
+    except TlsFilesError as exc:
+        # One line naming the file, not a traceback: the operator has a file to fix.
+        parser.exit(2, f"{parser.prog}: error: {exc}\n")
 
 
 async def serve(role: str, port: int, work_dir: Path) -> None:
@@ -67,21 +71,9 @@ async def serve(role: str, port: int, work_dir: Path) -> None:
 
 def _port(text: str) -> int:
     try:
-        port = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 1 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"{port} is not a port number (1-65535)")
-    return port
-
-
-def _run(coro: Coroutine[Any, Any, None]) -> None:
-    try:
-        import uvloop
-    except ImportError:
-        asyncio.run(coro)
-    else:
-        uvloop.run(coro)
+        return parse_port(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 if __name__ == "__main__":

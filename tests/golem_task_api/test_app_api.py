@@ -52,11 +52,11 @@ def test_executor_runs_off_loop_and_stops_on_request() -> None:
         running = asyncio.create_task(Executor.run(poll))
         await asyncio.sleep(0.05)
         assert not running.done()
-        assert Executor.wait_for_shutdown(0.01) is False  # still busy
+        assert await Executor.wait_for_shutdown(0.01) is False  # still busy
         Executor.request_shutdown()
         Executor.request_shutdown()  # idempotent
         result = await running
-        assert Executor.wait_for_shutdown(1) is True
+        assert await Executor.wait_for_shutdown(1) is True
         return result
 
     assert asyncio.run(scenario()) == "stopped"

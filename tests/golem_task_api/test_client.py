@@ -14,6 +14,7 @@ from golem_task_api.client import (
     ServiceNotReadyError,
     TaskApiService,
 )
+from golem_task_api.proto.golem_task_api_grpc import RequestorAppStub
 from golem_task_api.testutils import SubprocessTaskApiService, find_free_port
 
 
@@ -53,7 +54,7 @@ def test_shutdown_stops_the_service_even_when_the_shutdown_call_fails_oddly() ->
         service = _RecordingService()
         await service.start(["requestor", "1"], 1)
         channel = _RecordingChannel("127.0.0.1", find_free_port())
-        client = RequestorAppClient(service, channel)
+        client = RequestorAppClient(service, RequestorAppStub(channel))
 
         async def unexpected(request: object, timeout: float) -> None:
             raise RuntimeError("not a connection error")

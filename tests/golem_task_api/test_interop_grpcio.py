@@ -125,8 +125,9 @@ def test_grpcio_gets_the_same_answers_as_our_client(tmp_path: Path) -> None:
     params_json, resources = theirs["subtask"]
     assert ours["subtask"] == structs.Subtask(json.loads(params_json), resources)
     assert theirs["banned"] is False and ours["banned"] is None
-    assert (VerifyResult(theirs["verify"][0]), theirs["verify"][1] or None) == ours["verify"]
-    assert ours["verify"] == (VerifyResult.AWAITING_DATA, None)
+    assert (VerifyResult(theirs["verify"][0]), theirs["verify"][1]) == ours["verify"]
+    # The published client's answer when the app gives no reason: '', not None.
+    assert ours["verify"] == (VerifyResult.AWAITING_DATA, "")
     assert theirs["pending"] == ours["pending"] is True
     assert theirs["discarded"] == ours["discarded"] == ["g1"]
     assert theirs["benchmark"] == ours["benchmark"] == 42.5
@@ -231,8 +232,10 @@ class _GrpcioApp(TaskApiService):
         self._shutdown_asked.set()
         return pb.ShutdownReply()
 
-    async def start(self, command: list[str], port: int) -> tuple[str, int]:
-        role = command[0]
+    async def start(self, command: str, port: int) -> tuple[str, int]:
+        # As published services do: the command is one string, "requestor 50005".
+        role, given_port = command.split(" ")
+        assert int(given_port) == port
         service = "golem_task_api.RequestorApp" if role == "requestor" else "golem_task_api.ProviderApp"
         methods = self._requestor_methods() if role == "requestor" else self._provider_methods()
         health = {"Check": grpc.unary_unary_rpc_method_handler(

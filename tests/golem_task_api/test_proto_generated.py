@@ -10,7 +10,10 @@ import pytest
 from golem_task_api.proto import golem_task_api_pb2 as pb
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-GENERATED = ("golem_task_api_pb2.py", "golem_task_api_pb2.pyi", "golem_task_api_grpc.py")
+GENERATED = (
+    "golem_task_api_pb2.py", "golem_task_api_pb2.pyi", "golem_task_api_grpc.py",
+    "envs_pb2.py", "envs_pb2.pyi", "constants_pb2.py", "constants_pb2.pyi",
+)
 
 
 @pytest.mark.timeout(120)
@@ -53,3 +56,14 @@ def test_wire_contract_field_numbers() -> None:
                          "HasPendingSubtasks", "AbortTask", "AbortSubtask", "Shutdown"],
         "ProviderApp": ["Compute", "RunBenchmark", "Shutdown"],
     }
+
+
+def test_envs_and_constants_protos_agree_with_the_python_constants() -> None:
+    from golem_task_api import constants
+    from golem_task_api.proto import constants_pb2, envs_pb2
+
+    assert _fields(envs_pb2.DockerPrerequisites) == {"image": 1, "tag": 2}
+    options = constants_pb2.DESCRIPTOR.GetOptions()
+    for name in ("TASK_INPUTS_DIR", "TASK_OUTPUTS_DIR", "SUBTASK_INPUTS_DIR",
+                 "SUBTASK_OUTPUTS_DIR", "WORK_DIR"):
+        assert options.Extensions[getattr(constants_pb2, name)] == getattr(constants, name), name

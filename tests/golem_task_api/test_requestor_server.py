@@ -51,11 +51,11 @@ def test_every_requestor_rpc(tmp_path: Path) -> None:
             assert await client.has_pending_subtasks("t1") is False
             assert await client.next_subtask("t1", "s3", "node-c") is None
 
-            assert await client.verify("t1", "s1") == (VerifyResult.AWAITING_DATA, None)
+            assert await client.verify("t1", "s1") == (VerifyResult.AWAITING_DATA, "")
             out1 = task_dir.subtask_outputs_dir("s1")
             out1.mkdir()
             (out1 / "result.txt").write_text("good 0")
-            assert await client.verify("t1", "s1") == (VerifyResult.SUCCESS, None)
+            assert await client.verify("t1", "s1") == (VerifyResult.SUCCESS, "")
             assert (task_dir.task_outputs_dir / "s1.txt").read_text() == "good 0"
             out2 = task_dir.subtask_outputs_dir("s2")
             out2.mkdir()

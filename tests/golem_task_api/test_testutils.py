@@ -11,7 +11,7 @@ from typing import Optional
 import psutil
 import pytest
 
-from golem_task_api import testutils
+from golem_task_api import services
 from golem_task_api.enums import VerifyResult
 from golem_task_api.testutils import (
     InlineTaskApiService,
@@ -142,7 +142,7 @@ def _gone(pid: int, within: float = 2.0) -> bool:
 def test_stop_kills_a_server_ignoring_sigterm_and_its_helpers(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(testutils, "STOP_GRACE_SECONDS", 0.3)
+    monkeypatch.setattr(services, "STOP_GRACE_SECONDS", 0.3)
     service, marker = _stubborn_service(tmp_path)
 
     async def scenario() -> int:

@@ -64,8 +64,8 @@ def test_mutual_tls_accepts_the_node_and_refuses_others(tls_files: TlsFiles) -> 
 
 
 def test_plaintext_when_the_files_are_absent(tls_files: TlsFiles, tmp_path: Path) -> None:
-    # Only two of the three files: not enough for TLS.
-    (tls_files.app_dir / constants.CLIENT_CERT_FILE).unlink()
+    for name in (constants.SERVER_KEY_FILE, constants.SERVER_CERT_FILE, constants.CLIENT_CERT_FILE):
+        (tls_files.app_dir / name).unlink()
     assert tls.server_ssl_context(tls_files.app_dir) is None
 
     async def scenario() -> None:

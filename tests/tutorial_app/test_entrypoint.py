@@ -47,3 +47,16 @@ def test_bad_log_level(tmp_path: Path, capsys: pytest.CaptureFixture[str],
     with pytest.raises(SystemExit):
         entrypoint.main(["requestor", "5000", "--work-dir", str(tmp_path)])
     assert "not a logging level" in capsys.readouterr().err
+
+
+def test_partial_tls_material_refuses_to_start_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "task_api_server_key.pem").write_text("key")
+    (tmp_path / "task_api_server_cert.pem").write_text("cert")
+    with pytest.raises(SystemExit) as info:
+        entrypoint.main(["requestor", "5000", "--work-dir", str(tmp_path)])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "task_api_client_cert.pem: missing" in err
+    assert "Traceback" not in err
