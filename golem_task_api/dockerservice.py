@@ -44,7 +44,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Optional
 
 from golem_task_api import constants
-from golem_task_api.client import TaskApiService
+from golem_task_api.client import TaskApiService, command_argv
 
 log = logging.getLogger("golem_task_api.dockerservice")
 
@@ -136,13 +136,6 @@ class NodeSettings:
         for capability in self.dropped_capabilities:
             args += ["--cap-drop", capability]
         return args
-
-
-def split_command(command: str | Sequence[str]) -> list[str]:
-    """The app's argv from a command given as one string ("requestor 50005") or a list."""
-    if isinstance(command, str):
-        return command.split()
-    return [str(arg) for arg in command]
 
 
 def run_arguments(
@@ -326,7 +319,7 @@ class DockerTaskApiService(TaskApiService):
         """Start the container serving ``command`` ("requestor 50005" or a list); (host, port) to dial."""
         if self.name is not None:
             raise DockerServiceError("service already started")
-        argv = split_command(command)
+        argv = command_argv(command)
         work_dir = self.work_dir.resolve()
         if not work_dir.is_dir():
             # Docker would silently create a root-owned directory instead.
@@ -452,5 +445,4 @@ __all__ = [
     "parse_port_mappings",
     "run_arguments",
     "run_cli",
-    "split_command",
 ]

@@ -21,6 +21,7 @@ from golem_task_api.ssl import TlsFilesError
 
 from tutorial_app.provider import ProviderHandler, ProviderLifecycle
 from tutorial_app.requestor import RequestorHandler
+from tutorial_app.workdir import WorkDirError, check_work_dir
 
 DEFAULT_WORK_DIR = Path("/") / api.constants.WORK_DIR
 LOG_LEVEL_ENV = "TUTORIAL_APP_LOG_LEVEL"
@@ -43,8 +44,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     """Parse the command line, set up logging and serve until shut down."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if not args.work_dir.is_dir():
-        parser.error(f"work dir {args.work_dir} does not exist or is not a directory")
+    try:
+        check_work_dir(args.work_dir)
+    except WorkDirError as exc:
+        # One line naming the directory and our uid, before SQLite says "unable to open".
+        parser.exit(2, f"{parser.prog}: error: {exc}\n")
     level_name = os.environ.get(LOG_LEVEL_ENV, "INFO")
     level = parse_level(level_name)
     if level is None:

@@ -34,7 +34,7 @@ from golem_task_api import dirutils
 from golem_task_api.client import RequestorAppClient, ServiceNotReadyError
 from golem_task_api.enums import VerifyResult
 from golem_task_api.structs import Subtask
-from golem_task_api.testutils import SubprocessTaskApiService
+from golem_task_api.services import SubprocessTaskApiService
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 
 from tutorial_app.archive import read_single_member

@@ -177,6 +177,10 @@ class ProviderHandler(api.ProviderAppHandler):
             # The provider's own failure (a dead, stalled or unstartable worker): the node
             # hands the part to another provider; the message says what happened here.
             raise ComputeFailedError(f"subtask {subtask_id}: the search failed: {exc}") from None
+        if solution is None:
+            # Shutdown came before the search started: the Executor never ran it.
+            raise FailedPreconditionError(
+                f"subtask {subtask_id}: not computed (the provider is shutting down)")
         reporter.finish(solution.hashes, solution.seconds)
         result_name = f"{subtask_id}.zip"
         await asyncio.to_thread(
@@ -190,8 +194,11 @@ class ProviderHandler(api.ProviderAppHandler):
     async def run_benchmark(self, work_dir: Path) -> float:
         """Score this provider's hash rate on every usable core."""
         workers = self.lifecycle.workers if self.lifecycle is not None else None
-        return await api.threading.Executor.run(
+        score = await api.threading.Executor.run(
             engine.benchmark, PROVIDER_BENCHMARK_SECONDS, workers=workers)
+        if score is None:
+            raise FailedPreconditionError("benchmark not run (the provider is shutting down)")
+        return score
 
 
 def parse_subtask_params(params: Any, inputs_dir: Path) -> tuple[int, str]:

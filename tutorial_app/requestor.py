@@ -112,8 +112,11 @@ class RequestorHandler(api.RequestorAppHandler):
 
     async def run_benchmark(self, work_dir: Path) -> float:
         """Score this machine's verification speed (one core)."""
-        return await api.threading.Executor.run(
+        score = await api.threading.Executor.run(
             engine.benchmark, REQUESTOR_BENCHMARK_SECONDS, workers=1)
+        if score is None:
+            raise FailedPreconditionError("benchmark not run (the requestor is shutting down)")
+        return score
 
 
 def create_task(task_work_dir: Path, max_subtasks_count: int, task_params: Any) -> api.structs.Task:

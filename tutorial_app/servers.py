@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Protocol
 
 from golem_task_api.client import TaskApiService
-from golem_task_api.testutils import SubprocessTaskApiService, find_free_port
+from golem_task_api.services import SubprocessTaskApiService, find_free_port
 
 from tutorial_app.forkserver import ForkedService, ForkServer
 from tutorial_app.provider import POOL_START_ENV, pool_start_for

@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
+from golem_task_api.client import command_argv
 from golem_task_api.dockerservice import (
     NODE_DIAL_HOST,
     DockerServiceError,
     NodeSettings,
     run_arguments,
-    split_command,
 )
 from golem_task_api.dockerservice import DockerTaskApiService as _NodeService
 
@@ -122,7 +122,7 @@ def run_docker_container(
     if not work_dir.is_dir():
         # Docker would create a missing bind-mount source, owned by root.
         raise DockerServiceError(f"work dir {work_dir} is not a directory")
-    argv = split_command(command)
+    argv = command_argv(command)
     name = f"golem-task-api-{uuid.uuid4().hex[:12]}"
     args = run_arguments(
         image, work_dir, argv, port, name=name,

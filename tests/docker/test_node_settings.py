@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from golem_task_api.client import command_argv
 from golem_task_api.dockerservice import (
     NODE_DROPPED_CAPABILITIES,
     DockerTaskApiService,
@@ -12,7 +13,6 @@ from golem_task_api.dockerservice import (
     host_cpu_count,
     parse_port_mappings,
     run_arguments,
-    split_command,
 )
 
 
@@ -75,7 +75,7 @@ def test_user_and_node_settings_together_are_refused(tmp_path: Path) -> None:
 )
 def test_command_is_one_string_or_a_list(command: object, argv: list[str]) -> None:
     """The published form ("requestor 50005") splits on whitespace; a list is kept (as strings)."""
-    assert split_command(command) == argv  # type: ignore[arg-type]
+    assert command_argv(command) == argv  # type: ignore[arg-type]
 
 
 def test_docker_port_output_of_every_daemon_version_is_parsed() -> None:

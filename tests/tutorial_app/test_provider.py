@@ -112,6 +112,22 @@ def test_shutdown_flag_interrupts_compute(tmp_path: Path) -> None:
     assert not (work / "s1.zip").exists()
 
 
+@pytest.mark.parametrize("difficulty", [4, 256])
+def test_shutdown_before_compute_is_refused_not_internal(tmp_path: Path, difficulty: int) -> None:
+    """Executor.run starts nothing once shutdown was requested: a clear refusal, no result."""
+    work = _provider_dir(tmp_path)
+    Executor.request_shutdown()
+    with pytest.raises(FailedPreconditionError, match="shutting down"):
+        asyncio.run(ProviderHandler().compute(work, "s1", {"difficulty": difficulty, "resources": ["s1.zip"]}))
+    assert not (work / "s1.zip").exists()
+
+
+def test_benchmark_after_shutdown_is_refused(tmp_path: Path) -> None:
+    Executor.request_shutdown()
+    with pytest.raises(FailedPreconditionError, match="shutting down"):
+        asyncio.run(ProviderHandler().run_benchmark(tmp_path))
+
+
 def test_benchmark_scores(tmp_path: Path) -> None:
     assert asyncio.run(ProviderHandler().run_benchmark(tmp_path)) > 0
 
