@@ -16,7 +16,7 @@ native = pytest.importorskip(
 )
 
 KERNELS: tuple[str, ...] = native.kernels()
-KNOWN_KERNELS = ("sha-ni", "armv8-sha2", "portable")
+KNOWN_KERNELS = ("avx512", "sha-ni", "avx2", "armv8-sha2", "portable")
 TOP = 2**64
 
 
