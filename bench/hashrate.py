@@ -1,10 +1,12 @@
-"""Hash rates of the seed loop, every scan kernel and the pool, plus pool start/stop latency.
+"""Hash rates of the seed loop, every scan kernel, the pool and hashcat, plus pool start/stop latency.
 
-    python -m bench.hashrate [--json] [--seconds S] [--reps R] [--max-workers N]
+    python -m bench.hashrate [--json] [--seconds S] [--reps R] [--max-workers N] [--hashcat-runs R]
 
 Everything runs in one process on the same input, so the ratios compare like
-with like. The machine may be shared: run it a few times and read the
-figures together with the load average it prints.
+with like. Where `hashcat` is installed, its own benchmark of raw SHA-256
+(``hashcat -b -m 1400 -O``, on the CPU through OpenCL) runs in the same
+invocation and the pool's rate is quoted against it. The machine may be
+shared: read the figures together with the load average it prints.
 """
 from __future__ import annotations
 
@@ -12,7 +14,10 @@ import argparse
 import hashlib
 import json
 import os
+import re
+import shutil
 import statistics
+import subprocess
 import threading
 import time
 from dataclasses import dataclass
@@ -21,9 +26,12 @@ from typing import Any
 import psutil  # type: ignore[import-untyped]
 
 from engine import SearchCancelled, Supervisor, available_kernels, default_kernel, usable_cores
+from engine.layout import one_block_salt_length
 from engine.pow import MAX_DIFFICULTY, sha256_hex
 
-INPUT = "hashrate benchmark input"
+_TEXT = "hashrate benchmark input"
+# Shaped as the requestor shapes a part's input: text + salt, every nonce in one final block.
+INPUT = _TEXT + "0" * one_block_salt_length(len(_TEXT.encode()), 0)
 # Every rate is the median of this many runs: a shared machine's noise moves
 # single runs, the median much less.
 SAMPLES = 5
@@ -33,7 +41,41 @@ TARGETS = {
     "stop_median_ms": 100.0,
     "stop_max_ms": 250.0,
     "start_2_workers_ms": 150.0,
+    "pool_over_hashcat": 1.2,
+    "avx2_over_portable": 2.0,
 }
+HASHCAT_RUNS = 3
+# One line per device of `hashcat -b --machine-readable`:
+# device:hash-mode:core-clock:memory-clock:exec-ms:hashes-per-second
+_HASHCAT_LINE = re.compile(r"^(\d+):1400:[^:\n]*:[^:\n]*:[\d.]+:(\d+)\s*$", re.MULTILINE)
+
+
+def parse_hashcat_benchmark(output: str) -> float | None:
+    """Hashes per second of every device together, from `hashcat -b -m 1400 --machine-readable` output."""
+    rates = [int(match.group(2)) for match in _HASHCAT_LINE.finditer(output)]
+    return float(sum(rates)) if rates else None
+
+
+def hashcat_rate(runs: int) -> tuple[float | None, str]:
+    """Median of `runs` runs of hashcat's SHA-256 benchmark (-m 1400 -O), or None and why not."""
+    exe = shutil.which("hashcat")
+    if exe is None:
+        return None, "hashcat is not installed (apt-get install hashcat pocl-opencl-icd)"
+    samples = []
+    for _ in range(runs):
+        try:
+            done = subprocess.run(
+                [exe, "-b", "-m", "1400", "-O", "--machine-readable", "--quiet"],
+                capture_output=True, text=True, timeout=300, check=False,
+            )
+        except (OSError, subprocess.SubprocessError) as error:
+            return None, f"hashcat failed to run: {error}"
+        rate = parse_hashcat_benchmark(done.stdout)
+        if rate is None:
+            last = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+            return None, f"hashcat printed no -m 1400 rate (exit {done.returncode}): {last[0]}"
+        samples.append(rate)
+    return statistics.median(samples), f"hashcat -b -m 1400 -O, median of {runs}"
 
 
 def seed_rate(seconds: float) -> float:
@@ -156,7 +198,7 @@ def _ms(samples: list[float]) -> dict[str, float]:
     return {"median_ms": statistics.median(samples) * 1e3, "max_ms": max(samples) * 1e3}
 
 
-def run(seconds: float, reps: int, max_workers: int) -> dict[str, Any]:
+def run(seconds: float, reps: int, max_workers: int, hashcat_runs: int = HASHCAT_RUNS) -> dict[str, Any]:
     """Measure everything; a JSON-ready dict."""
     result: dict[str, Any] = {
         "load_average_before": os.getloadavg(),
@@ -177,6 +219,14 @@ def run(seconds: float, reps: int, max_workers: int) -> dict[str, Any]:
         with Supervisor(n) as supervisor:
             pool[n] = pool_rate(supervisor, seconds)
     result["pool_rate"] = {n: p.rate for n, p in pool.items()}
+    result["pool_over_seed"] = {n: p.rate / seed for n, p in pool.items()}
+    if "avx2" in kernels and "portable" in kernels:
+        result["avx2_over_portable"] = kernels["avx2"].rate / kernels["portable"].rate
+    # Right after the pool, so both meet the same machine load.
+    hashcat, how = hashcat_rate(hashcat_runs) if hashcat_runs > 0 else (None, "hashcat skipped (--hashcat-runs 0)")
+    result["hashcat_rate"] = hashcat
+    result["hashcat_note"] = how
+    result["pool_over_hashcat"] = None if hashcat is None else pool[max_workers].rate / hashcat
     result["pool_cpu_share"] = {n: p.cpu_share for n, p in pool.items()}
     one = kernels[default_kernel()]
     result["pool_over_pool_1"] = {n: p.rate / pool[1].rate for n, p in pool.items()}
@@ -208,12 +258,26 @@ def report(r: dict[str, Any]) -> str:
             f"kernel {name:<10} 1 worker {rate / 1e6:8.3f} MH/s {r['kernel_over_seed'][name]:6.2f}x seed  "
             f"{100 * r['kernel_fraction_of_block_rate'][name]:5.1f}% of block rate"
         )
+    if "avx2_over_portable" in r:
+        lines.append(
+            f"avx2 / portable              {r['avx2_over_portable']:8.2f}x (target >= {TARGETS['avx2_over_portable']})"
+        )
     lines.append(f"sha256 block rate (hashlib)  {r['sha256_block_rate'] / 1e6:8.3f} M blocks/s")
     for n, rate in r["pool_rate"].items():
         lines.append(
-            f"pool {n} workers               {rate / 1e6:8.3f} MH/s  {r['pool_over_pool_1'][n]:5.2f}x pool 1  "
+            f"pool {n} workers               {rate / 1e6:8.3f} MH/s {r['pool_over_seed'][n]:7.1f}x seed  "
+            f"{r['pool_over_pool_1'][n]:5.2f}x pool 1  "
             f"efficiency {r['pool_efficiency'][n]:5.2f} (target >= {TARGETS['pool_efficiency']}); "
             f"workers got {r['pool_cpu_share'][n]:4.2f} CPUs, per-CPU efficiency {r['pool_cpu_efficiency'][n]:4.2f}"
+        )
+    if r["hashcat_rate"] is None:
+        lines.append(f"hashcat: {r['hashcat_note']}")
+    else:
+        top = max(r["pool_rate"])
+        lines.append(
+            f"hashcat (all cores)          {r['hashcat_rate'] / 1e6:8.3f} MH/s ({r['hashcat_note']}); "
+            f"pool {top} workers / hashcat {r['pool_over_hashcat']:5.2f}x "
+            f"(target >= {TARGETS['pool_over_hashcat']})"
         )
     for n, s in r["start_latency"].items():
         lines.append(f"pool start {n} workers          median {s['median_ms']:6.1f} ms  max {s['max_ms']:6.1f} ms")
@@ -232,8 +296,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=1.0, help="measuring time per rate (default 1)")
     parser.add_argument("--reps", type=int, default=7, help="repetitions of each latency (default 7)")
     parser.add_argument("--max-workers", type=int, default=usable_cores(), help="largest pool (default: usable cores)")
+    parser.add_argument("--hashcat-runs", type=int, default=HASHCAT_RUNS,
+                        help=f"hashcat benchmark runs, median taken; 0 skips it (default {HASHCAT_RUNS})")
     args = parser.parse_args(argv)
-    result = run(args.seconds, args.reps, args.max_workers)
+    result = run(args.seconds, args.reps, args.max_workers, args.hashcat_runs)
     print(json.dumps(result, indent=2) if args.json else report(result))
 
 
