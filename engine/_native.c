@@ -1521,6 +1521,44 @@ LANES_NAME(fixed_block_a)(const lanes_v chain[8], const uint32_t wk[64])
     return V_ADD(chain[0], s[0]);
 }
 
+/*
+ * The one-block case (nearly every layout) with r0 a compile-time constant:
+ * the rounds before it vanish from the code instead of being skipped at run
+ * time, which measured ~25% faster on AVX-512.  Returns the digest's first word.
+ */
+#define LANES_ONE_BLOCK(R)                                                   \
+    static LANES_TARGET __attribute__((noinline)) lanes_v                    \
+    LANES_NAME(one_##R)(const lanes_v st[8], const lanes_v chain[8], lanes_v w[16]) \
+    {                                                                        \
+        lanes_v out[8];                                                      \
+        LANES_NAME(block)(out, st, chain, w, R, 1);                          \
+        return out[0];                                                       \
+    }
+LANES_ONE_BLOCK(0)
+LANES_ONE_BLOCK(1)
+LANES_ONE_BLOCK(2)
+LANES_ONE_BLOCK(3)
+LANES_ONE_BLOCK(4)
+LANES_ONE_BLOCK(5)
+LANES_ONE_BLOCK(6)
+LANES_ONE_BLOCK(7)
+LANES_ONE_BLOCK(8)
+LANES_ONE_BLOCK(9)
+LANES_ONE_BLOCK(10)
+LANES_ONE_BLOCK(11)
+LANES_ONE_BLOCK(12)
+LANES_ONE_BLOCK(13)
+LANES_ONE_BLOCK(14)
+LANES_ONE_BLOCK(15)
+#undef LANES_ONE_BLOCK
+
+static lanes_v (*const LANES_NAME(one_by_r0)[16])(const lanes_v *, const lanes_v *, lanes_v *) = {
+    LANES_NAME(one_0), LANES_NAME(one_1), LANES_NAME(one_2), LANES_NAME(one_3),
+    LANES_NAME(one_4), LANES_NAME(one_5), LANES_NAME(one_6), LANES_NAME(one_7),
+    LANES_NAME(one_8), LANES_NAME(one_9), LANES_NAME(one_10), LANES_NAME(one_11),
+    LANES_NAME(one_12), LANES_NAME(one_13), LANES_NAME(one_14), LANES_NAME(one_15),
+};
+
 static LANES_TARGET int
 LANES_NAME(scan_segment)(const scan_ctx *ctx, uint64_t first, uint64_t last,
                          int digits, uint64_t *found)
@@ -1550,6 +1588,7 @@ LANES_NAME(scan_segment)(const scan_ctx *ctx, uint64_t first, uint64_t last,
         }
         const lanes_v v0_base = base[hp.v0];
         const lanes_v v1_base = hp.v1 >= 0 ? base[hp.v1] : base[hp.v0];
+        lanes_v (*const one)(const lanes_v *, const lanes_v *, lanes_v *) = LANES_NAME(one_by_r0)[hp.r0];
         lanes_v second_base = V_SET1(0);
         if (hp.mode == PLAN_STRADDLE) {
             second_base = V_SET1(hp.msg2[0]);
@@ -1562,8 +1601,7 @@ LANES_NAME(scan_segment)(const scan_ctx *ctx, uint64_t first, uint64_t last,
                 w[hp.v1] = V_OR(v1_base, V_LOADU(plan.table[1] + lo));
             }
             if (hp.mode == PLAN_ONE) {
-                LANES_NAME(block)(out, start, chain, w, hp.r0, 1);
-                a = out[0];
+                a = one(start, chain, w);
             }
             else {
                 lanes_v mid[8];
