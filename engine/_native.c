@@ -963,6 +963,58 @@ lane_plan_high(lane_plan *p, const scan_ctx *ctx, uint64_t high, high_plan *hp)
     partial_rounds(hp->start, hp->msg, hp->r0);
 }
 
+/*
+ * UNIFORM_WORDS[r]: bit t set when schedule word t is the same in every lane
+ * while only message words r and r + 1 hold low digits, i.e. for t < 16
+ * t is neither, and for t >= 16 all four words W[t] is made of (t-2, t-7,
+ * t-15, t-16) are uniform.  A constant table so that the specialised rounds
+ * fold it at compile time.
+ */
+static const uint64_t UNIFORM_WORDS[16] = {
+    0x000000000000fffcULL, 0x000000000000fff9ULL, 0x000000000001fff3ULL, 0x000000000003ffe7ULL,
+    0x000000000007ffcfULL, 0x00000000000fff9fULL, 0x00000000001fff3fULL, 0x00000000003ffe7fULL,
+    0x00000000002afcffULL, 0x000000000000f9ffULL, 0x000000000001f3ffULL, 0x000000000003e7ffULL,
+    0x000000000007cfffULL, 0x00000000000a9fffULL, 0x0000000000003fffULL, 0x0000000000157fffULL,
+};
+
+#define IS_UNIFORM(mask, t) (((mask) >> (t)) & 1u)
+
+/*
+ * Scalar inputs of the one-block rounds for one value of `high`, computed on
+ * the message with the low digits zero.  The low digits enter words r0 and
+ * r0 + 1 by addition (their bytes are zero there), so round r0, whose state
+ * is the same in every lane, is done here and the lanes only add their
+ * digits to its new A and E.
+ */
+typedef struct {
+    uint32_t after[8];   /* state after round r0 */
+    uint32_t msg[16];
+    uint32_t wk[64];     /* uniform words: schedule + K */
+    uint32_t part[64];   /* other words t >= 16: the sum of their uniform terms */
+} one_consts;
+
+static void
+one_consts_init(one_consts *c, const high_plan *hp)
+{
+    uint32_t w[64];
+    const uint64_t uni = UNIFORM_WORDS[hp->r0];
+
+    memcpy(c->msg, hp->msg, sizeof(c->msg));
+    memcpy(w, hp->msg, sizeof(c->msg));
+    for (int t = 16; t < 64; t++) {
+        w[t] = SSIG1(w[t - 2]) + w[t - 7] + SSIG0(w[t - 15]) + w[t - 16];
+        c->part[t] = (IS_UNIFORM(uni, t - 2) ? SSIG1(w[t - 2]) : 0) +
+                     (IS_UNIFORM(uni, t - 7) ? w[t - 7] : 0) +
+                     (IS_UNIFORM(uni, t - 15) ? SSIG0(w[t - 15]) : 0) +
+                     (IS_UNIFORM(uni, t - 16) ? w[t - 16] : 0);
+    }
+    for (int t = 0; t < 64; t++) {
+        c->wk[t] = w[t] + K256[t];
+    }
+    memcpy(c->after, hp->chain, sizeof(c->after));
+    partial_rounds(c->after, hp->msg, hp->r0 + 1);
+}
+
 /* The exact test of one candidate: its whole digest against the target. */
 static int
 nonce_below_target(const scan_ctx *ctx, uint64_t nonce, int digits)
@@ -1522,17 +1574,68 @@ LANES_NAME(fixed_block_a)(const lanes_v chain[8], const uint32_t wk[64])
 }
 
 /*
- * The one-block case (nearly every layout) with r0 a compile-time constant:
- * the rounds before it vanish from the code instead of being skipped at run
- * time, which measured ~25% faster on AVX-512.  Returns the digest's first word.
+ * The one-block case (nearly every layout) with R = r0 a compile-time
+ * constant: the rounds before R vanish from the code (rather than being
+ * skipped at run time: ~25% faster on AVX-512), round R is the scalar one
+ * of one_consts, and the schedule folds its uniform words and terms.
+ * lo0 and lo1 are the lanes' low digits in words R and R + 1 (lo1 zero
+ * when none fall there).  Returns the digest's first word.
  */
+static ALWAYS_INLINE LANES_TARGET lanes_v
+LANES_NAME(one_block_a)(const one_consts *c, lanes_v chain0, lanes_v lo0, lanes_v lo1, const int R)
+{
+    const uint64_t uni = UNIFORM_WORDS[R];
+    lanes_v w[16], s[8];
+
+    w[R & 15] = V_ADD(V_SET1(c->msg[R & 15]), lo0);
+    if (R + 1 < 16) {
+        w[(R + 1) & 15] = V_ADD(V_SET1(c->msg[(R + 1) & 15]), lo1);
+    }
+    for (int i = 0; i < 8; i++) {
+        s[(i - (R + 1)) & 7] = V_SET1(c->after[i]);
+    }
+    s[(0 - (R + 1)) & 7] = V_ADD(s[(0 - (R + 1)) & 7], lo0);
+    s[(4 - (R + 1)) & 7] = V_ADD(s[(4 - (R + 1)) & 7], lo0);
+#pragma GCC unroll 64
+    for (int t = R + 1; t < 64; t++) {
+        lanes_v wk;
+        if (IS_UNIFORM(uni, t)) {
+            wk = V_SET1(c->wk[t]);
+        }
+        else {
+            if (t >= 16) {
+                lanes_v x = V_SET1(c->part[t]);
+                if (!IS_UNIFORM(uni, t - 2)) {
+                    x = V_ADD(x, V_SSIG1(w[(t - 2) & 15]));
+                }
+                if (!IS_UNIFORM(uni, t - 7)) {
+                    x = V_ADD(x, w[(t - 7) & 15]);
+                }
+                if (!IS_UNIFORM(uni, t - 15)) {
+                    x = V_ADD(x, V_SSIG0(w[(t - 15) & 15]));
+                }
+                if (!IS_UNIFORM(uni, t - 16)) {
+                    x = V_ADD(x, w[(t - 16) & 15]);
+                }
+                w[t & 15] = x;
+            }
+            wk = V_ADD(w[t & 15], V_SET1(K256[t]));
+        }
+        lanes_v a = s[(0 - t) & 7], b = s[(1 - t) & 7], cc = s[(2 - t) & 7];
+        lanes_v d = s[(3 - t) & 7], e = s[(4 - t) & 7], f = s[(5 - t) & 7];
+        lanes_v g = s[(6 - t) & 7], h = s[(7 - t) & 7];
+        lanes_v t1 = V_ADD(V_ADD(h, V_BSIG1(e)), V_ADD(V_CH(e, f, g), wk));
+        s[(3 - t) & 7] = V_ADD(d, t1);
+        s[(7 - t) & 7] = V_ADD(t1, V_ADD(V_BSIG0(a), V_MAJ(a, b, cc)));
+    }
+    return V_ADD(chain0, s[0]);
+}
+
 #define LANES_ONE_BLOCK(R)                                                   \
     static LANES_TARGET __attribute__((noinline)) lanes_v                    \
-    LANES_NAME(one_##R)(const lanes_v st[8], const lanes_v chain[8], lanes_v w[16]) \
+    LANES_NAME(one_##R)(const one_consts *c, lanes_v chain0, lanes_v lo0, lanes_v lo1) \
     {                                                                        \
-        lanes_v out[8];                                                      \
-        LANES_NAME(block)(out, st, chain, w, R, 1);                          \
-        return out[0];                                                       \
+        return LANES_NAME(one_block_a)(c, chain0, lo0, lo1, R);              \
     }
 LANES_ONE_BLOCK(0)
 LANES_ONE_BLOCK(1)
@@ -1552,7 +1655,7 @@ LANES_ONE_BLOCK(14)
 LANES_ONE_BLOCK(15)
 #undef LANES_ONE_BLOCK
 
-static lanes_v (*const LANES_NAME(one_by_r0)[16])(const lanes_v *, const lanes_v *, lanes_v *) = {
+static lanes_v (*const LANES_NAME(one_by_r0)[16])(const one_consts *, lanes_v, lanes_v, lanes_v) = {
     LANES_NAME(one_0), LANES_NAME(one_1), LANES_NAME(one_2), LANES_NAME(one_3),
     LANES_NAME(one_4), LANES_NAME(one_5), LANES_NAME(one_6), LANES_NAME(one_7),
     LANES_NAME(one_8), LANES_NAME(one_9), LANES_NAME(one_10), LANES_NAME(one_11),
@@ -1565,6 +1668,7 @@ LANES_NAME(scan_segment)(const scan_ctx *ctx, uint64_t first, uint64_t last,
 {
     lane_plan plan;
     high_plan hp;
+    one_consts oc;
     lanes_v chain[8], start[8], base[16], w[16], out[8], a;
     const lanes_v target_a = V_SET1(ctx->target[0]);
 
@@ -1588,23 +1692,30 @@ LANES_NAME(scan_segment)(const scan_ctx *ctx, uint64_t first, uint64_t last,
         }
         const lanes_v v0_base = base[hp.v0];
         const lanes_v v1_base = hp.v1 >= 0 ? base[hp.v1] : base[hp.v0];
-        lanes_v (*const one)(const lanes_v *, const lanes_v *, lanes_v *) = LANES_NAME(one_by_r0)[hp.r0];
+        lanes_v (*const one)(const one_consts *, lanes_v, lanes_v, lanes_v) = LANES_NAME(one_by_r0)[hp.r0];
+        const lanes_v zero = V_SET1(0);
+        if (hp.mode == PLAN_ONE) {
+            one_consts_init(&oc, &hp);
+        }
         lanes_v second_base = V_SET1(0);
         if (hp.mode == PLAN_STRADDLE) {
             second_base = V_SET1(hp.msg2[0]);
         }
 
         for (;;) {
-            memcpy(w, base, sizeof(w));
-            w[hp.v0] = V_OR(v0_base, V_LOADU(plan.table[0] + lo));
-            if (hp.v1 >= 0) {
-                w[hp.v1] = V_OR(v1_base, V_LOADU(plan.table[1] + lo));
-            }
             if (hp.mode == PLAN_ONE) {
-                a = one(start, chain, w);
+                lanes_v lo0 = V_LOADU(plan.table[0] + lo);
+                lanes_v lo1 = hp.v1 >= 0 ? V_LOADU(plan.table[1] + lo) : zero;
+                a = one(&oc, chain[0], lo0, lo1);
             }
             else {
+                /* Two blocks, the first with low digits: rounds from r0 at run time. */
                 lanes_v mid[8];
+                memcpy(w, base, sizeof(w));
+                w[hp.v0] = V_OR(v0_base, V_LOADU(plan.table[0] + lo));
+                if (hp.v1 >= 0) {
+                    w[hp.v1] = V_OR(v1_base, V_LOADU(plan.table[1] + lo));
+                }
                 LANES_NAME(block)(mid, start, chain, w, hp.r0, 0);
                 if (hp.mode == PLAN_FIXED_SECOND) {
                     a = LANES_NAME(fixed_block_a)(mid, hp.wk2);
