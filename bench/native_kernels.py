@@ -137,17 +137,22 @@ def layout_rates(kernel: str, start: int, count: int, runs: int = 5) -> dict[str
             t0 = _clock()
             _native.scan(prefix, start, start + count, _IMPOSSIBLE, kernel)
             samples[key].append(_clock() - t0)
-    rates: dict[str, dict[int, float]] = {"raw": {}, "shaped": {}}
+    rates: dict[str, dict[int, float]] = {"raw": {}, "shaped": {}, "raw_tail": {}, "shaped_tail": {}}
+    by_tail: dict[tuple[str, int], list[float]] = {}
     for (kind, length), times in samples.items():
         rates[kind][length] = count / statistics.median(times)
+        # A layout is where the input ends in its last block: equal tails hash alike.
+        by_tail.setdefault((kind + "_tail", len(prefixes[kind, length]) % 64), []).extend(times)
+    for (kind, tail), times in sorted(by_tail.items()):
+        rates[kind][tail] = count / statistics.median(times)
     return rates
 
 
-def _spread(rates: dict[int, float]) -> str:
+def _spread(rates: dict[int, float], what: str = "prefix") -> str:
     worst = min(rates, key=rates.__getitem__)
     best = max(rates, key=rates.__getitem__)
-    return (f"worst {rates[worst] / 1e6:7.2f} M/s (prefix {worst}), best {rates[best] / 1e6:7.2f} M/s "
-            f"(prefix {best}): worst/best {rates[worst] / rates[best]:5.3f}")
+    return (f"worst {rates[worst] / 1e6:7.2f} M/s ({what} {worst}), best {rates[best] / 1e6:7.2f} M/s "
+            f"({what} {best}): worst/best {rates[worst] / rates[best]:5.3f}")
 
 
 def main_layouts(kernel: str, start: int, count: int, as_json: bool) -> int:
@@ -159,8 +164,12 @@ def main_layouts(kernel: str, start: int, count: int, as_json: bool) -> int:
         return 0
     print(f"kernel {kernel}, prefix lengths {LAYOUT_LENGTHS.start}..{LAYOUT_LENGTHS.stop - 1}, "
           f"nonces [{start}, {start + count}), median of 5, one thread")
-    print(f"as given:                       {_spread(rates['raw'])}")
-    print(f"shaped (salt >= {LAYOUT_MIN_SALT}, one block): {_spread(rates['shaped'])}")
+    print(f"as given, per prefix length:    {_spread(rates['raw'])}")
+    print(f"as given, per layout (len % 64): {_spread(rates['raw_tail'], 'tail')}")
+    print(f"shaped (salt >= {LAYOUT_MIN_SALT}), per prefix length: {_spread(rates['shaped'])}")
+    print(f"shaped, per layout (len % 64):   {_spread(rates['shaped_tail'], 'tail')}")
+    one_block = {tail: rate for tail, rate in rates["raw_tail"].items() if tail + len(str(start + count)) + 9 <= 64}
+    print(f"as given, one-block layouts only: {_spread(one_block, 'tail')}")
     return 0
 
 
