@@ -891,13 +891,13 @@ lane_plan_init(lane_plan *p, const scan_ctx *ctx, uint64_t first, int digits)
     }
 }
 
-/* Rounds 0..count-1 of one block, no feed-forward. */
+/* Rounds first..end-1 (end <= 16) of one block, no feed-forward. */
 static void
-partial_rounds(uint32_t st[8], const uint32_t w[16], int count)
+partial_rounds(uint32_t st[8], const uint32_t w[16], int first, int end)
 {
     uint32_t a = st[0], b = st[1], c = st[2], d = st[3];
     uint32_t e = st[4], f = st[5], g = st[6], h = st[7];
-    for (int t = 0; t < count; t++) {
+    for (int t = first; t < end; t++) {
         uint32_t t1 = h + BSIG1(e) + CH(e, f, g) + K256[t] + w[t];
         uint32_t t2 = BSIG0(a) + MAJ(a, b, c);
         h = g;
@@ -969,7 +969,7 @@ lane_plan_high(lane_plan *p, const scan_ctx *ctx, uint64_t high, high_plan *hp)
     }
     hp->r0 = hp->v0;
     memcpy(hp->start, hp->chain, sizeof(hp->start));
-    partial_rounds(hp->start, hp->msg, hp->r0);
+    partial_rounds(hp->start, hp->msg, 0, hp->r0);
 }
 
 /*
@@ -977,8 +977,10 @@ lane_plan_high(lane_plan *p, const scan_ctx *ctx, uint64_t high, high_plan *hp)
  * while only message words r and r + 1 hold low digits, i.e. for t < 16
  * t is neither, and for t >= 16 all four words W[t] is made of (t-2, t-7,
  * t-15, t-16) are uniform.  A constant table so that the specialised rounds
- * fold it at compile time.
+ * fold it at compile time.  No bit above 21 is set, so no word past
+ * UNIFORM_TERMS_END has a uniform term.
  */
+#define UNIFORM_TERMS_END 38 /* 21 + 16 + 1 */
 static const uint64_t UNIFORM_WORDS[16] = {
     0x000000000000fffcULL, 0x000000000000fff9ULL, 0x000000000001fff3ULL, 0x000000000003ffe7ULL,
     0x000000000007ffcfULL, 0x00000000000fff9fULL, 0x00000000001fff3fULL, 0x00000000003ffe7fULL,
@@ -998,30 +1000,34 @@ static const uint64_t UNIFORM_WORDS[16] = {
 typedef struct {
     uint32_t after[8];   /* state after round r0 */
     uint32_t msg[16];
-    uint32_t wk[64];     /* uniform words: schedule + K */
-    uint32_t part[64];   /* other words t >= 16: the sum of their uniform terms */
+    uint32_t wk[UNIFORM_TERMS_END];   /* uniform words: schedule + K */
+    uint32_t part[UNIFORM_TERMS_END]; /* other words t >= 16: the sum of their uniform terms */
 } one_consts;
 
+/* Runs once per 1000 nonces: a few percent of the scan before it was trimmed to what is read. */
 static void
 one_consts_init(one_consts *c, const high_plan *hp)
 {
-    uint32_t w[64];
+    uint32_t w[UNIFORM_TERMS_END], s0[UNIFORM_TERMS_END], s1[UNIFORM_TERMS_END];
     const uint64_t uni = UNIFORM_WORDS[hp->r0];
 
     memcpy(c->msg, hp->msg, sizeof(c->msg));
     memcpy(w, hp->msg, sizeof(c->msg));
-    for (int t = 16; t < 64; t++) {
-        w[t] = SSIG1(w[t - 2]) + w[t - 7] + SSIG0(w[t - 15]) + w[t - 16];
-        c->part[t] = (IS_UNIFORM(uni, t - 2) ? SSIG1(w[t - 2]) : 0) +
-                     (IS_UNIFORM(uni, t - 7) ? w[t - 7] : 0) +
-                     (IS_UNIFORM(uni, t - 15) ? SSIG0(w[t - 15]) : 0) +
-                     (IS_UNIFORM(uni, t - 16) ? w[t - 16] : 0);
-    }
-    for (int t = 0; t < 64; t++) {
+    for (int t = 0; t < UNIFORM_TERMS_END; t++) {
+        if (t >= 16) {
+            w[t] = s1[t - 2] + w[t - 7] + s0[t - 15] + w[t - 16];
+            c->part[t] = (IS_UNIFORM(uni, t - 2) ? s1[t - 2] : 0) +
+                         (IS_UNIFORM(uni, t - 7) ? w[t - 7] : 0) +
+                         (IS_UNIFORM(uni, t - 15) ? s0[t - 15] : 0) +
+                         (IS_UNIFORM(uni, t - 16) ? w[t - 16] : 0);
+        }
+        s0[t] = SSIG0(w[t]);
+        s1[t] = SSIG1(w[t]);
         c->wk[t] = w[t] + K256[t];
     }
-    memcpy(c->after, hp->chain, sizeof(c->after));
-    partial_rounds(c->after, hp->msg, hp->r0 + 1);
+    /* hp->start is the state after rounds 0..r0-1: one more round. */
+    memcpy(c->after, hp->start, sizeof(c->after));
+    partial_rounds(c->after, hp->msg, hp->r0, hp->r0 + 1);
 }
 
 /* The exact test of one candidate: its whole digest against the target. */
@@ -1614,19 +1620,32 @@ LANES_NAME(one_block_a)(const one_consts *c, lanes_v chain0, lanes_v lo0, lanes_
         }
         else {
             if (t >= 16) {
-                lanes_v x = V_SET1(c->part[t]);
+                /* Sum of the non-uniform terms, plus the uniform ones' sum if any
+                 * (all of it folds at compile time: no add of a zero). */
+                lanes_v x = V_SET1(0);
+                int have = 0;
+#define LANES_ACC(term)                                                      \
+    do {                                                                     \
+        x = have ? V_ADD(x, (term)) : (term);                                \
+        have = 1;                                                            \
+    } while (0)
                 if (!IS_UNIFORM(uni, t - 2)) {
-                    x = V_ADD(x, V_SSIG1(w[(t - 2) & 15]));
+                    LANES_ACC(V_SSIG1(w[(t - 2) & 15]));
                 }
                 if (!IS_UNIFORM(uni, t - 7)) {
-                    x = V_ADD(x, w[(t - 7) & 15]);
+                    LANES_ACC(w[(t - 7) & 15]);
                 }
                 if (!IS_UNIFORM(uni, t - 15)) {
-                    x = V_ADD(x, V_SSIG0(w[(t - 15) & 15]));
+                    LANES_ACC(V_SSIG0(w[(t - 15) & 15]));
                 }
                 if (!IS_UNIFORM(uni, t - 16)) {
-                    x = V_ADD(x, w[(t - 16) & 15]);
+                    LANES_ACC(w[(t - 16) & 15]);
                 }
+                if (t < UNIFORM_TERMS_END && (IS_UNIFORM(uni, t - 2) | IS_UNIFORM(uni, t - 7) |
+                                              IS_UNIFORM(uni, t - 15) | IS_UNIFORM(uni, t - 16))) {
+                    LANES_ACC(V_SET1(c->part[t]));
+                }
+#undef LANES_ACC
                 w[t & 15] = x;
             }
             wk = V_ADD(w[t & 15], V_SET1(K256[t]));
