@@ -1,6 +1,10 @@
 """Single-thread rate of each native scan kernel against its limits.
 
-Run as ``python -m bench.native_kernels [--seconds S] [--prefix-length N] [--json]``.
+Run as ``python -m bench.native_kernels [--seconds S] [--prefix-length N] [--json]``,
+or ``python -m bench.native_kernels --layouts [--kernel K]`` for one kernel's
+rate at every prefix length 0..300, as given and as shaped by
+``engine.layout.one_block_salt_length`` (the requestor's salts), with the
+worst layout's rate over the best.
 
 Prints nonces/s for every kernel in ``engine._native.kernels()``, for a
 hashlib midstate loop in pure Python (the engine's fallback kernel), and the
@@ -23,6 +27,7 @@ from dataclasses import asdict, dataclass
 
 # The engine's own fallback kernel: the fair comparison.
 from engine.kernels import python_scan
+from engine.layout import one_block_salt_length
 
 try:
     from engine import _native
@@ -111,6 +116,63 @@ def openssl_block_rate() -> float | None:
     return float(match.group(1)) * 1000 / 64 if match else None
 
 
+LAYOUT_LENGTHS = range(0, 301)
+LAYOUT_MIN_SALT = 32  # the requestor's salt: 16 random bytes as hex
+
+
+def layout_rates(kernel: str, start: int, count: int, runs: int = 5) -> dict[str, dict[int, float]]:
+    """Nonces/s of `kernel` per prefix length, raw and shaped (salt appended), median of `runs`.
+
+    Each run measures every layout once, so a busy spell of a shared
+    machine slows many layouts a little rather than a few a lot.
+    """
+    prefixes: dict[tuple[str, int], bytes] = {}
+    for length in LAYOUT_LENGTHS:
+        raw = bytes(i % 251 for i in range(length))
+        prefixes["raw", length] = raw
+        prefixes["shaped", length] = raw + b"5" * one_block_salt_length(length, LAYOUT_MIN_SALT)
+    samples: dict[tuple[str, int], list[float]] = {key: [] for key in prefixes}
+    for _ in range(runs):
+        for key, prefix in prefixes.items():
+            t0 = _clock()
+            _native.scan(prefix, start, start + count, _IMPOSSIBLE, kernel)
+            samples[key].append(_clock() - t0)
+    rates: dict[str, dict[int, float]] = {"raw": {}, "shaped": {}, "raw_tail": {}, "shaped_tail": {}}
+    by_tail: dict[tuple[str, int], list[float]] = {}
+    for (kind, length), times in samples.items():
+        rates[kind][length] = count / statistics.median(times)
+        # A layout is where the input ends in its last block: equal tails hash alike.
+        by_tail.setdefault((kind + "_tail", len(prefixes[kind, length]) % 64), []).extend(times)
+    for (kind, tail), times in sorted(by_tail.items()):
+        rates[kind][tail] = count / statistics.median(times)
+    return rates
+
+
+def _spread(rates: dict[int, float], what: str = "prefix") -> str:
+    worst = min(rates, key=rates.__getitem__)
+    best = max(rates, key=rates.__getitem__)
+    return (f"worst {rates[worst] / 1e6:7.2f} M/s ({what} {worst}), best {rates[best] / 1e6:7.2f} M/s "
+            f"({what} {best}): worst/best {rates[worst] / rates[best]:5.3f}")
+
+
+def main_layouts(kernel: str, start: int, count: int, as_json: bool) -> int:
+    """Print the layout spread of one kernel."""
+    rates = layout_rates(kernel, start, count)
+    if as_json:
+        print(json.dumps({"kernel": kernel, "start": start, "count": count, "clock": _clock.__name__,
+                          "rates": rates}, indent=2))
+        return 0
+    print(f"kernel {kernel}, prefix lengths {LAYOUT_LENGTHS.start}..{LAYOUT_LENGTHS.stop - 1}, "
+          f"nonces [{start}, {start + count}), median of 5, one thread")
+    print(f"as given, per prefix length:    {_spread(rates['raw'])}")
+    print(f"as given, per layout (len % 64): {_spread(rates['raw_tail'], 'tail')}")
+    print(f"shaped (salt >= {LAYOUT_MIN_SALT}), per prefix length: {_spread(rates['shaped'])}")
+    print(f"shaped, per layout (len % 64):   {_spread(rates['shaped_tail'], 'tail')}")
+    one_block = {tail: rate for tail, rate in rates["raw_tail"].items() if tail + len(str(start + count)) + 9 <= 64}
+    print(f"as given, one-block layouts only: {_spread(one_block, 'tail')}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Measure and print every kernel's rate with its ratios."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -121,9 +183,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clock", choices=sorted(CLOCKS), default="cpu",
                         help="cpu: process CPU time (default, steady on a shared machine); wall: elapsed time")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    parser.add_argument("--layouts", action="store_true",
+                        help="rate of one kernel at every prefix length 0..300, raw and shaped")
+    parser.add_argument("--kernel", default=None, help="kernel for --layouts (default: the fastest)")
+    parser.add_argument("--start", type=int, default=10**9, help="first nonce of --layouts scans")
+    parser.add_argument("--count", type=int, default=1 << 19, help="nonces per --layouts scan")
     args = parser.parse_args(argv)
     global _clock
     _clock = CLOCKS[args.clock]
+    if args.layouts:
+        if _native is None:
+            print("engine._native is not built: no native kernels", file=sys.stderr)
+            return 1
+        return main_layouts(args.kernel or _native.kernels()[0], args.start, args.count, args.json)
 
     prefix = bytes(i % 251 for i in range(args.prefix_length))
     blocks = measure_block_rate(args.seconds)

@@ -132,3 +132,36 @@ def test_python_scan_midstate_cache_follows_the_prefix() -> None:
         assert python_scan(prefix, 0, 3000, target) == plain_first(bytes(prefix), 0, 3000, target)
     mutable[0] ^= 0xFF
     assert python_scan(mutable, 0, 3000, target) == plain_first(bytes(mutable), 0, 3000, target)
+
+
+def test_missing_native_build_is_a_warning_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import sys
+
+    import engine
+
+    # A failed build leaves no engine._native: importing it raises ImportError.
+    monkeypatch.setitem(sys.modules, "engine._native", None)
+    monkeypatch.delattr(engine, "_native", raising=False)
+    monkeypatch.setattr(kernels, "_warned_missing_native", False)
+    monkeypatch.delenv(kernels.KERNEL_ENV, raising=False)
+    with caplog.at_level(logging.INFO, logger="engine.kernels"):
+        assert available_kernels() == ["python"]
+        assert default_kernel() == "python"
+    warnings = [r for r in caplog.records if "engine._native is not available" in r.getMessage()]
+    assert len(warnings) == 1
+    assert warnings[0].levelno == logging.WARNING
+
+
+@pytest.mark.parametrize("name", ["avx512", "avx2"])
+def test_vector_kernels_can_be_forced_by_name(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    native = pytest.importorskip("engine._native")
+    if name not in native.kernels():
+        pytest.skip(f"this CPU (or its OS) cannot run {name}")
+    monkeypatch.setenv(kernels.KERNEL_ENV, name)
+    assert default_kernel() == name
+    kernel = choose_kernel(None)
+    assert kernel.name == name
+    target = target_bytes(8)
+    assert kernel.scan(b"forced", 0, 5000, target) == plain_first(b"forced", 0, 5000, target)
