@@ -5,7 +5,7 @@ applies)::
 
     MAX_INPUT_BYTES               4 MiB     task input file (CreateTask)
     MAX_PARTS                     100,000   parts (subtasks) of one task
-    MAX_SUBTASK_INPUT_BYTES       4 MiB + 32 B   subtask input text (Compute)
+    MAX_SUBTASK_INPUT_BYTES       4 MiB + 95 B   subtask input text (Compute)
     MAX_SUBTASK_INPUT_FILE_BYTES  that + 64 KiB  subtask input ZIP (Compute)
     MAX_RESULT_BYTES              4 KiB     result text (Verify)
     MAX_RESULT_FILE_BYTES         64 KiB    result ZIP (Verify)
@@ -38,9 +38,16 @@ text is stored once per task and hashed by every provider, once per part.
 """
 
 SALT_BYTES = 16
-"""Random bytes per part's salt (written as hex, so twice as many characters)."""
+"""Random bytes per part's salt (written as hex, so twice as many characters).
 
-MAX_SUBTASK_INPUT_BYTES = MAX_INPUT_BYTES + 2 * SALT_BYTES
+That is the salt's least length: the requestor lengthens it by up to 63
+characters so every nonce's digits fit one final SHA-256 block
+(`engine.layout.one_block_salt_length`)."""
+
+MAX_SALT_CHARS = 2 * SALT_BYTES + 63
+"""Longest salt the requestor writes: the random hex plus the one-block shaping."""
+
+MAX_SUBTASK_INPUT_BYTES = MAX_INPUT_BYTES + MAX_SALT_CHARS
 """Largest subtask input text a provider unpacks: the task input plus a salt."""
 
 MAX_SUBTASK_INPUT_FILE_BYTES = MAX_SUBTASK_INPUT_BYTES + 64 * 1024

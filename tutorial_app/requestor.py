@@ -48,6 +48,7 @@ from pathlib import Path
 from typing import Any
 
 import engine
+from engine.layout import one_block_salt_length
 import golem_task_api as api
 from golem_task_api.enums import VerifyResult
 from golem_task_api.errors import AlreadyExistsError, FailedPreconditionError, NotFoundError
@@ -119,11 +120,18 @@ class RequestorHandler(api.RequestorAppHandler):
         return score
 
 
+def shaped_salt(input_text: str) -> str:
+    """A part's random hex salt, long enough that input + salt + any nonce up to 10**12
+    needs one final SHA-256 block: about twice the providers' speed on some inputs."""
+    length = one_block_salt_length(len(input_text.encode("utf-8")), 2 * meta.SALT_BYTES)
+    return secrets.token_hex((length + 1) // 2)[:length]
+
+
 def create_task(task_work_dir: Path, max_subtasks_count: int, task_params: Any) -> api.structs.Task:
     """CreateTask, synchronously."""
     params = parse_task_params(task_params, max_subtasks_count)
     input_text = read_input_file(task_work_dir / api.constants.TASK_INPUTS_DIR, params.resource)
-    salts = [secrets.token_hex(meta.SALT_BYTES) for _ in range(params.subtasks_count)]
+    salts = [shaped_salt(input_text) for _ in range(params.subtasks_count)]
     # What makes two CreateTask calls the same task: a retry must match it.
     request = json.dumps({
         **dataclasses.asdict(params),
