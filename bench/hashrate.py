@@ -26,7 +26,7 @@ from typing import Any
 
 import psutil  # type: ignore[import-untyped]
 
-from engine import SearchCancelled, Supervisor, available_kernels, default_kernel, usable_cores
+from engine import SearchCancelled, Supervisor, available_kernels, default_kernel, usable_workers
 from engine.layout import one_block_salt_length
 from engine.pow import MAX_DIFFICULTY, sha256_hex
 
@@ -246,7 +246,7 @@ def run(seconds: float, reps: int, max_workers: int, hashcat_runs: int = HASHCAT
     """Measure everything; a JSON-ready dict."""
     result: dict[str, Any] = {
         "load_average_before": os.getloadavg(),
-        "usable_cores": usable_cores(),
+        "usable_workers": usable_workers(),
         "default_kernel": default_kernel(),
         "seconds_per_rate": seconds,
     }
@@ -300,7 +300,7 @@ def report(r: dict[str, Any]) -> str:
     """Human-readable lines with the targets beside the figures."""
     lines = [
         f"load average before {tuple(round(x, 2) for x in r['load_average_before'])}, "
-        f"after {tuple(round(x, 2) for x in r['load_average_after'])}; usable cores {r['usable_cores']}; "
+        f"after {tuple(round(x, 2) for x in r['load_average_after'])}; usable cores {r['usable_workers']}; "
         f"default kernel {r['default_kernel']}; rates: median of {SAMPLES} x {r['seconds_per_rate']} s",
         f"seed loop (1 core)           {r['seed_rate'] / 1e6:8.3f} MH/s",
     ]
@@ -351,7 +351,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.add_argument("--seconds", type=float, default=1.0, help="measuring time per rate (default 1)")
     parser.add_argument("--reps", type=int, default=7, help="repetitions of each latency (default 7)")
-    parser.add_argument("--max-workers", type=int, default=usable_cores(), help="largest pool (default: usable cores)")
+    parser.add_argument("--max-workers", type=int, default=usable_workers(), help="largest pool (default: usable cores)")
     parser.add_argument("--hashcat-runs", type=int, default=HASHCAT_RUNS,
                         help=f"hashcat runs, each paired with a pool run; 0 skips hashcat (default {HASHCAT_RUNS})")
     args = parser.parse_args(argv)
