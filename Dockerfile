@@ -13,9 +13,11 @@
 # the owner's rights (g=u), HOME points there, and the venv is readable and
 # executable by anyone. The node's work dir is bind-mounted at /golem/work
 # and must be writable by the uid the container runs as.
+# region: base-image
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 
 FROM ${BASE_IMAGE} AS builder
+# endregion: base-image
 # scripts/docker-ci-base.sh tags this stage (the build cache of the
 # dependencies) and prunes stale ones by this label, so no build leaves a
 # dangling builder image behind.
@@ -65,6 +67,7 @@ LABEL org.opencontainers.image.title="tutorial-app" \
       org.opencontainers.image.description="Golem Task API proof-of-work app server" \
       org.opencontainers.image.licenses="GPL-3.0-or-later"
 
+# region: runtime-user
 # uid 1000 is only the default for `docker run` without --user: its
 # primary group is 0, the group every uid a node picks also runs with.
 RUN useradd --uid 1000 --gid 0 --home-dir /golem --no-create-home \
@@ -72,9 +75,11 @@ RUN useradd --uid 1000 --gid 0 --home-dir /golem --no-create-home \
     && mkdir -p /golem/work /usr/local/share/tutorial-app \
     && chown -R 1000:0 /golem \
     && chmod -R g=u /golem
+# endregion: runtime-user
 
 COPY --from=builder /opt/venv /opt/venv
 
+# region: health-probe
 # HEALTHCHECK: ask the app server's gRPC health service for SERVING. The
 # port is the command's argument, so it is read from PID 1's command line
 # (the entrypoint, or compose's serve loop around it). Under mutual TLS only
@@ -107,7 +112,9 @@ RUN printf '%s\n' \
     > /usr/local/share/tutorial-app/healthcheck.py \
     && /opt/venv/bin/python -m py_compile /usr/local/share/tutorial-app/healthcheck.py \
     && rm -rf /usr/local/share/tutorial-app/__pycache__
+# endregion: health-probe
 
+# region: run-as-a-node
 # The venv first on PATH, so the entrypoint's python3 is the venv's. HOME:
 # an unknown uid gets "/" from Docker, which it cannot write.
 ENV PATH=/opt/venv/bin:$PATH \
@@ -126,3 +133,4 @@ HEALTHCHECK --interval=10s --timeout=5s --start-period=5s --retries=3 \
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["python3", "-m", "tutorial_app.entrypoint"]
 CMD ["--help"]
+# endregion: run-as-a-node
