@@ -9,15 +9,14 @@ a ZIP bomb costs at most ``max_bytes`` plus one chunk of memory.
 from __future__ import annotations
 
 import io
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from tutorial_app import meta
 # The bounded reader lived here first; its names stay importable from here.
-from tutorial_app.files import NotARegularFileError, read_file_bounded
+from tutorial_app.files import NotARegularFileError, read_file_bounded, write_atomically
 
 __all__ = [
     "ArchiveError", "ArchiveTooLargeError", "CorruptArchiveError", "EmptyArchiveError",
@@ -76,19 +75,12 @@ def write_text_zip(path: Path, member: str, text: str) -> None:
     The file appears complete or not at all: it is written beside its final
     name and renamed into place.
     """
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as raw:
-            with zipfile.ZipFile(raw, "w", zipfile.ZIP_DEFLATED) as zf:
-                zf.writestr(member, text.encode("utf-8"))
-            raw.flush()
-            # On disk before anything (a store commit) may point at it.
-            os.fsync(raw.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    def write(raw: BinaryIO) -> None:
+        with zipfile.ZipFile(raw, "w", zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr(member, text.encode("utf-8"))
+
+    # Durable: a store commit may point at it.
+    write_atomically(path, write)
 
 
 def read_text_zip(

@@ -1,17 +1,26 @@
-"""The app's one reader of files that come from outside: regular files only, bounded.
+"""The app's file primitives: the one bounded reader and the one atomic writer.
+
+Reading: files that come from outside (regular files only, bounded).
 
 Task inputs (placed by the node), subtask inputs (sent by a requestor) and
 results (sent by a provider) are all read through `read_file_bounded`. It
 makes every check on the file it has opened, never on the path before
 opening it, so a file swapped for a symlink or a FIFO between a check and
 the read gains nothing.
+
+Writing: `write_atomically` makes a file appear whole or not at all (a temp
+file renamed into place); a reader, or a restart after a kill, never sees
+half of it.
 """
 from __future__ import annotations
 
 import errno
 import os
 import stat
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 # O_NOFOLLOW: a symlink in the last component fails the open instead of
 # leading outside the directory. O_NONBLOCK: opening a FIFO does not wait
@@ -74,3 +83,38 @@ def read_file_bounded(path: Path, max_bytes: int) -> bytes:
 
 def _too_large(path: Path, max_bytes: int) -> str:
     return f"{path.name} is larger than {max_bytes} bytes (the limit)"
+
+
+def write_atomically(
+    target: Path,
+    content: bytes | Callable[[BinaryIO], None],
+    *,
+    durable: bool = True,
+    temp_dir: Path | None = None,
+    before_replace: Callable[[], None] | None = None,
+) -> None:
+    """Write ``content`` (bytes, or a function writing to the open file) to ``target`` atomically.
+
+    ``durable`` fsyncs the data before the rename: needed when a database
+    commit will point at the file, wasted on a progress report. The temp
+    file lives in ``temp_dir`` (same file system) when given, else beside
+    ``target``; it is removed when anything fails. ``before_replace`` runs
+    between the written temp file and the rename (crash-injection tests).
+    """
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{target.name}.", suffix=".tmp", dir=temp_dir or target.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            if isinstance(content, bytes):
+                f.write(content)
+            else:
+                content(f)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
+        if before_replace is not None:
+            before_replace()
+        os.replace(tmp_name, target)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise

@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
+from tutorial_app.files import write_atomically
 from tutorial_app.report import RunReport
 
 SUMMARY = "summary.json"
@@ -53,22 +53,12 @@ class OutDir:
         results.mkdir(parents=True, exist_ok=True)
         inputs.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(result_zip, results / f"{subtask_id}.zip")
-        _write_atomically(inputs / f"{subtask_id}.txt", text.encode("utf-8"))
+        write_atomically(inputs / f"{subtask_id}.txt", text.encode("utf-8"), durable=False)
 
     def write_summary(self, report: RunReport) -> Path:
         """Write summary.json (replacing this run's earlier one in one rename)."""
         self.path.mkdir(parents=True, exist_ok=True)
         target = self.path / SUMMARY
-        _write_atomically(target, (json.dumps(report.to_json(), indent=2) + "\n").encode())
+        write_atomically(target, (json.dumps(report.to_json(), indent=2) + "\n").encode(), durable=False)
         return target
 
-
-def _write_atomically(target: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -10,11 +10,11 @@ record or the previous one, never half of one.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from tutorial_app.files import write_atomically
 
 SUFFIX = ".progress"
 INTERVAL_SECONDS = 0.2
@@ -40,14 +40,8 @@ def write_progress(path: Path, progress: SearchProgress) -> None:
     """Replace ``path`` with ``progress`` in one rename."""
     data = json.dumps({"hashes": progress.hashes, "seconds": round(progress.seconds, 3),
                        "done": progress.done}).encode()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # Not fsynced: a report lost in a crash is replaced by the next one.
+    write_atomically(path, data, durable=False)
 
 
 def read_progress(path: Path) -> SearchProgress | None:

@@ -41,7 +41,6 @@ import logging
 import os
 import re
 import secrets
-import tempfile
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -55,6 +54,7 @@ from golem_task_api.errors import AlreadyExistsError, FailedPreconditionError, N
 
 from tutorial_app import meta
 from tutorial_app.archive import read_file_bounded, read_text_zip, write_text_zip
+from tutorial_app.files import write_atomically
 from tutorial_app.params import check_file_name, parse_task_params, read_input_file
 from tutorial_app.result import parse_result
 from tutorial_app.store import (
@@ -201,7 +201,11 @@ def verify(task_work_dir: Path, subtask_id: str) -> tuple[VerifyResult, str | No
         return Verdict(Outcome.SUCCESS)
 
     def merge(_: Assignment) -> None:
-        _write_atomically(merged, verified[0], scratch_dir=task_work_dir)
+        merged.parent.mkdir(exist_ok=True)
+        # The temp file in the task dir: a kill mid-write leaves nothing in task_outputs/.
+        write_atomically(merged, verified[0], temp_dir=task_work_dir,
+                         before_replace=lambda: crash_point("merge: temp written"))
+        crash_point("merge: replaced")
 
     with _api_errors():
         verdict = _store(task_work_dir).settle(subtask_id, judge, on_success=merge)
@@ -353,28 +357,6 @@ def _find_result(outputs_dir: Path, subtask_id: str) -> Path | Verdict:
         return Verdict(Outcome.FAILURE, f"{where}{only.name} is not a regular file")
     return only
 
-
-def _write_atomically(target: Path, data: bytes, scratch_dir: Path | None = None) -> None:
-    """Write ``data`` to ``target`` whole or not at all.
-
-    The temporary file lives in ``scratch_dir`` (same file system) when given,
-    so a kill mid-write leaves no stray file beside ``target``.
-    """
-    target.parent.mkdir(exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{target.name}.", suffix=".tmp", dir=scratch_dir or target.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            # On disk before the store commits the verdict that points at it.
-            os.fsync(f.fileno())
-        crash_point("merge: temp written")
-        os.replace(tmp_name, target)
-        crash_point("merge: replaced")
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
 
 
 @contextlib.contextmanager

@@ -38,16 +38,16 @@ def _outputs(task_dir: Path) -> list[str]:
 
 def _crash_after_merge(monkeypatch: pytest.MonkeyPatch, task_dir: Path, sid: str) -> None:
     """Verify ``sid`` but die after its result reached task_outputs, before the commit."""
-    real = requestor._write_atomically
+    real = requestor.write_atomically
 
     def write_then_die(target: Path, data: bytes, **kwargs: object) -> None:
         real(target, data, **kwargs)
         raise Killed
 
-    monkeypatch.setattr(requestor, "_write_atomically", write_then_die)
+    monkeypatch.setattr(requestor, "write_atomically", write_then_die)
     with pytest.raises(Killed):
         requestor.verify(task_dir, sid)
-    monkeypatch.setattr(requestor, "_write_atomically", real)
+    monkeypatch.setattr(requestor, "write_atomically", real)
     assert f"{sid}.zip" in _outputs(task_dir)  # on disk, but not committed
 
 

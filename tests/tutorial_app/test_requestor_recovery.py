@@ -121,7 +121,7 @@ def test_kill_right_after_removing_a_result_loses_no_verified_result(
         args = ["discard_subtasks", str(task_dir), "a"]
     else:
         # A Verify that died before its commit left a.zip in task_outputs.
-        requestor._write_atomically(task_dir / "task_outputs" / "a.zip", b"stale")
+        requestor.write_atomically(task_dir / "task_outputs" / "a.zip", b"stale")
         args = [call, str(task_dir)] + (["a"] if call == "abort_subtask" else [])
     if call == "discard":
         script = _KILL_AT_FIRST_UNLINK.replace(
