@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Protocol
 
 from golem_task_api.client import TaskApiService
+from golem_task_api.argv import parse_port
 from golem_task_api.services import SubprocessTaskApiService, find_free_port
 
 from tutorial_app.forkserver import ForkedService, ForkServer
@@ -152,12 +153,16 @@ class LocalServers:
 
 def parse_address(text: str) -> tuple[str, int]:
     """``HOST:PORT`` as a pair; a clear error for anything else."""
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host or not port_text.isdigit():
         raise ValueError(f"expected HOST:PORT, got {text!r}")
+    try:
+        port = parse_port(port_text)
+    except ValueError:
+        raise ValueError(f"expected HOST:PORT with a port 1-65535, got {text!r}") from None
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]  # an IPv6 literal
-    return host, int(port)
+    return host, port
 
 
 class UnreachableError(ConnectionError):
