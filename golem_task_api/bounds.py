@@ -14,6 +14,9 @@ from golem_task_api.errors import InvalidArgumentError, ResourceExhaustedError
 
 # Room for the app's own prefixes and suffixes within a 255-byte file name.
 MAX_ID_BYTES = 128
+# A Golem node id is a public key in hex (128 characters); room to spare,
+# but not room to store megabytes per subtask.
+MAX_NODE_ID_BYTES = 1024
 # gRPC's default limit on a received message.
 MAX_REQUEST_BYTES = 4 * 1024 * 1024
 # Far deeper than any task's params need, far shallower than the recursion limit.
@@ -35,6 +38,14 @@ def check_id(value: str, what: str) -> str:
         raise InvalidArgumentError(
             f"invalid {what} {shown}: it must be non-empty, not '.' or '..', "
             "and hold no '/', '\\' or NUL")
+    return value
+
+
+def check_node_id(value: str) -> str:
+    """value if it is a plausible opaque node id (any text up to MAX_NODE_ID_BYTES)."""
+    if len(value) > MAX_NODE_ID_BYTES or len(value.encode("utf-8", "surrogatepass")) > MAX_NODE_ID_BYTES:
+        raise InvalidArgumentError(
+            f"opaque_node_id is {len(value)} characters long; at most {MAX_NODE_ID_BYTES} bytes are allowed")
     return value
 
 

@@ -15,6 +15,7 @@ from typing import Any, Awaitable, Callable
 from grpclib.server import Stream
 
 from golem_task_api.bounds import check_id as _check_component
+from golem_task_api.bounds import check_node_id
 from golem_task_api.bounds import parse_json_object as _parse_json_object
 from golem_task_api.dirutils import ProviderTaskDir, RequestorDir, RequestorTaskDir
 from golem_task_api.enums import VerifyResult
@@ -86,7 +87,7 @@ class RequestorApp(RequestorAppBase):
     async def _next_subtask(self, request: pb.NextSubtaskRequest) -> pb.NextSubtaskReply:
         task_dir = self._task_dir(request.task_id)
         subtask_id = _check_component(request.subtask_id, "subtask_id")
-        subtask = await self._handler.next_subtask(task_dir, subtask_id, request.opaque_node_id)
+        subtask = await self._handler.next_subtask(task_dir, subtask_id, check_node_id(request.opaque_node_id))
         if subtask is None:
             return pb.NextSubtaskReply()
         return pb.NextSubtaskReply(

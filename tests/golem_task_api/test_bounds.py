@@ -105,6 +105,20 @@ def test_oversized_requests_are_refused_and_not_stored(tmp_path: Path) -> None:
 
 
 @pytest.mark.timeout(60)
+def test_a_node_id_of_megabytes_is_refused_not_stored(tmp_path: Path) -> None:
+    """Under the request limit but far beyond any node id: refused, and nothing stored."""
+    async def scenario(client: RequestorAppClient) -> None:
+        status, message = await _status(client.next_subtask("t", "s1", "n" * MiB))
+        assert status is Status.INVALID_ARGUMENT and "opaque_node_id" in message
+        assert len(message) <= bounds.MAX_STATUS_MESSAGE_CHARS
+        assert await client.next_subtask("t", "s2", "n" * bounds.MAX_NODE_ID_BYTES) is not None
+        state = (tmp_path / "t" / "state.json").read_text()
+        assert "s1" not in state and len(state) < 4 * bounds.MAX_NODE_ID_BYTES
+
+    _requestor(tmp_path, scenario)
+
+
+@pytest.mark.timeout(60)
 def test_deep_json_malformed_protobuf_and_files_as_ids(tmp_path: Path) -> None:
     (tmp_path / "afile").write_text("not a task")
 
