@@ -21,6 +21,7 @@ from golem_task_api.ssl import TlsFilesError
 
 from tutorial_app.provider import ProviderHandler, ProviderLifecycle
 from tutorial_app.requestor import RequestorHandler
+from tutorial_app.settings import SettingError, check_engine_settings
 from tutorial_app.workdir import WorkDirError, check_work_dir
 
 DEFAULT_WORK_DIR = Path("/") / api.constants.WORK_DIR
@@ -53,6 +54,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     level = parse_level(level_name)
     if level is None:
         parser.error(f"{LOG_LEVEL_ENV}={level_name.upper()!r} is not a logging level")
+    try:
+        check_engine_settings()
+    except SettingError as exc:
+        parser.exit(2, f"{parser.prog}: error: {exc}\n")
     logging.basicConfig(stream=sys.stderr, level=level, format=LOG_FORMAT)
     try:
         api.run(serve(args.role, args.port, args.work_dir))

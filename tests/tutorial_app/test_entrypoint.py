@@ -60,3 +60,23 @@ def test_partial_tls_material_refuses_to_start_in_one_line(
     err = capsys.readouterr().err
     assert "task_api_client_cert.pem: missing" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("name, value, words", [
+    ("TUTORIAL_APP_WORKERS", "abc", "TUTORIAL_APP_WORKERS"),
+    ("TUTORIAL_APP_WORKERS", "0", "TUTORIAL_APP_WORKERS"),
+    ("TUTORIAL_APP_KERNEL", "foo", "TUTORIAL_APP_KERNEL='foo'"),
+    ("TUTORIAL_APP_POOL_START", "sometimes", "TUTORIAL_APP_POOL_START"),
+])
+@pytest.mark.parametrize("role", ["requestor", "provider"])
+def test_bad_engine_settings_refuse_to_start_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+    role: str, name: str, value: str, words: str,
+) -> None:
+    """Found at start-up, not per Compute (where a node would see INVALID_ARGUMENT)."""
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit) as info:
+        entrypoint.main([role, "5000", "--work-dir", str(tmp_path)])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert words in err and len(err.strip().splitlines()) == 1
