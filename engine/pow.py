@@ -45,7 +45,7 @@ def check_difficulty(difficulty: object) -> int:
     if isinstance(difficulty, bool) or not isinstance(difficulty, int):
         raise InvalidDifficultyError(
             f"difficulty must be an integer in [{MIN_DIFFICULTY}, {MAX_DIFFICULTY}], "
-            f"not {_kind(difficulty)} {short_repr(difficulty)}"
+            f"not {describe_kind(difficulty)} {short_repr(difficulty)}"
         )
     if not MIN_DIFFICULTY <= difficulty <= MAX_DIFFICULTY:
         raise InvalidDifficultyError(
@@ -68,7 +68,7 @@ def parse_difficulty(value: object) -> int:
     return check_difficulty(value)
 
 
-def _kind(value: object) -> str:
+def describe_kind(value: object) -> str:
     """What a JSON-ish value is, in words, for messages."""
     if isinstance(value, float):
         return "a fraction" if math.isfinite(value) else "a non-finite number"

@@ -6,6 +6,7 @@ does.
 """
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Iterator
 from multiprocessing import resource_tracker
@@ -84,3 +85,14 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "docker: needs a reachable Docker daemon and the built image"
     )
+
+
+@pytest.fixture
+def low_int_digit_limit() -> Iterator[None]:
+    """Python's int/str conversion at its lowest allowed limit (640 digits)."""
+    before = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(640)
+    try:
+        yield
+    finally:
+        sys.set_int_max_str_digits(before)

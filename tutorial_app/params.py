@@ -59,7 +59,7 @@ def parse_task_params(raw: Any, max_subtasks_count: int) -> TaskParams:
     Unknown keys are ignored (with a warning) so newer nodes' extras pass.
     """
     if not isinstance(raw, dict):
-        raise InvalidParamsError(f"task params must be a JSON object, not {_kind(raw)}")
+        raise InvalidParamsError(f"task params must be a JSON object, not {proof_of_work.describe_kind(raw)}")
     unknown = sorted(set(raw) - _KNOWN_KEYS)
     if unknown:
         shown = ", ".join(_shown(key) for key in unknown[:10])
@@ -98,7 +98,7 @@ def check_int(name: str, value: Any, low: int, high: int | None) -> int:
     """Return ``value`` if it is an int (not a bool) in [low, high], else raise."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise InvalidParamsError(
-            f"{name} must be an integer, not {_kind(value)} {_shown(value)}")
+            f"{name} must be an integer, not {proof_of_work.describe_kind(value)} {_shown(value)}")
     if value < low or (high is not None and value > high):
         bounds = f"{low}..{high}" if high is not None else f">= {low}"
         raise InvalidParamsError(f"{name}={_shown(value)} is out of range ({bounds})")
@@ -108,7 +108,7 @@ def check_int(name: str, value: Any, low: int, high: int | None) -> int:
 def check_file_name(kind: str, name: Any) -> str:
     """Return ``name`` if it is one plain file name (no directory part), else raise."""
     if not isinstance(name, str):
-        raise InvalidParamsError(f"{kind} name must be a string, not {_kind(name)} {_shown(name)}")
+        raise InvalidParamsError(f"{kind} name must be a string, not {proof_of_work.describe_kind(name)} {_shown(name)}")
     if not is_safe_path_component(name):
         if name in ("", ".", ".."):
             raise InvalidParamsError(f"{kind} name {_shown(name)} is not a file name")
@@ -155,18 +155,12 @@ def _one_resource(value: Any) -> str:
             "resources is required: a list naming the one input file in task_inputs/")
     if not isinstance(value, list):
         raise InvalidParamsError(
-            f"resources must be a list of file names, not {_kind(value)} {_shown(value)}")
+            f"resources must be a list of file names, not {proof_of_work.describe_kind(value)} {_shown(value)}")
     if len(value) != 1:
         raise InvalidParamsError(
             f"resources must name exactly one input file, got {len(value)}")
     return check_file_name("resource", value[0])
 
-
-def _kind(value: Any) -> str:
-    return {
-        bool: "a boolean", int: "an integer", float: "a number", str: "a string",
-        list: "a list", dict: "an object", type(None): "null",
-    }.get(type(value), type(value).__name__)
 
 
 def _shown(value: Any) -> str:

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import hashlib
-import sys
-from collections.abc import Iterator
 
 import pytest
 
@@ -15,17 +13,6 @@ from engine.pow import (
 
 NAN = float("nan")
 INF = float("inf")
-
-
-@pytest.fixture
-def low_int_digit_limit() -> Iterator[None]:
-    """Python's int/str conversion at its lowest allowed limit (640 digits)."""
-    before = sys.get_int_max_str_digits()
-    sys.set_int_max_str_digits(640)
-    try:
-        yield
-    finally:
-        sys.set_int_max_str_digits(before)
 
 
 def test_digest_is_sha256_of_utf8_input_and_decimal_nonce() -> None:

@@ -227,7 +227,7 @@ def test_result_member_not_named_after_the_subtask_fails(task_dir: Path, member:
     _good_result(task_dir, "a", member=member)
     result, reason = requestor.verify(task_dir, "a")
     assert result is VerifyResult.FAILURE
-    assert "a" in reason
+    assert f"holds {member!r}; expected one file named 'a'" in reason
     assert list((task_dir / "task_outputs").iterdir()) == []
 
 

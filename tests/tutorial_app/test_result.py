@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import hashlib
-import sys
 import time
-from collections.abc import Iterator
 
 import pytest
 
@@ -13,17 +11,6 @@ from tutorial_app import meta
 from tutorial_app.result import ResultFormatError, format_result, parse_result
 
 DIGEST = "0" * 8 + "ab" * 28
-
-
-@pytest.fixture
-def low_int_digit_limit() -> Iterator[None]:
-    """Python's int/str conversion at its lowest allowed limit (640 digits)."""
-    before = sys.get_int_max_str_digits()
-    sys.set_int_max_str_digits(640)
-    try:
-        yield
-    finally:
-        sys.set_int_max_str_digits(before)
 
 
 def test_round_trip() -> None:
