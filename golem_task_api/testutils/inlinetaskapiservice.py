@@ -23,10 +23,8 @@ from typing import Optional, Sequence, Union
 from golem_task_api.client import TaskApiService, command_argv
 from golem_task_api.loop import run
 from golem_task_api.handlers import AppLifecycleHandler, ProviderAppHandler, RequestorAppHandler
-from golem_task_api.services import LOCAL_HOST, descendants_of, kill_all
+from golem_task_api.services import LOCAL_HOST, STOP_GRACE_SECONDS, descendants_of, kill_all
 
-# How long stop() waits after SIGTERM before it kills the child.
-STOP_GRACE_SECONDS = 5.0
 # How often the parent looks whether the child ended (a forked child has no
 # asyncio transport to await).
 _POLL_SECONDS = 0.02

@@ -11,7 +11,8 @@ from grpclib.exceptions import StreamTerminatedError
 from grpclib.health.v1.health_grpc import HealthStub
 from grpclib.health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
 
-from golem_task_api import constants, tls
+from golem_task_api import constants
+from golem_task_api.ssl import create_client_ssl_context, create_server_ssl_context
 from golem_task_api.client import RequestorAppClient
 from golem_task_api.testutils import InlineTaskApiService, find_free_port
 
@@ -46,11 +47,11 @@ def test_mutual_tls_accepts_the_node_and_refuses_others(tls_files: TlsFiles) -> 
         port = find_free_port()
         service = InlineTaskApiService(tls_files.app_dir, requestor_handler=FakeRequestorHandler())
         client = await RequestorAppClient.create(
-            service, port, ssl_context=tls.client_ssl_context(tls_files.node_dir, tls_files.node_dir)
+            service, port, ssl_context=create_client_ssl_context(tls_files.node_dir, tls_files.node_dir)
         )
         try:
             assert await client.run_benchmark() == pytest.approx(42.5)
-            stranger = tls.client_ssl_context(tls_files.stranger_dir, tls_files.stranger_dir)
+            stranger = create_client_ssl_context(tls_files.stranger_dir, tls_files.stranger_dir)
             for refused in (None, _anonymous_client_context(tls_files.node_dir), stranger):
                 with pytest.raises(REFUSED):
                     await _health(port, refused)
@@ -66,7 +67,7 @@ def test_mutual_tls_accepts_the_node_and_refuses_others(tls_files: TlsFiles) -> 
 def test_plaintext_when_the_files_are_absent(tls_files: TlsFiles, tmp_path: Path) -> None:
     for name in (constants.SERVER_KEY_FILE, constants.SERVER_CERT_FILE, constants.CLIENT_CERT_FILE):
         (tls_files.app_dir / name).unlink()
-    assert tls.server_ssl_context(tls_files.app_dir) is None
+    assert create_server_ssl_context(tls_files.app_dir) is None
 
     async def scenario() -> None:
         port = find_free_port()
@@ -81,10 +82,10 @@ def test_plaintext_when_the_files_are_absent(tls_files: TlsFiles, tmp_path: Path
 
 
 def test_server_context_requires_client_cert_and_offers_h2(tls_files: TlsFiles) -> None:
-    context = tls.server_ssl_context(tls_files.app_dir)
+    context = create_server_ssl_context(tls_files.app_dir)
     assert context is not None
     assert context.verify_mode is ssl.CERT_REQUIRED
-    client = tls.client_ssl_context(tls_files.node_dir, tls_files.node_dir)
+    client = create_client_ssl_context(tls_files.node_dir, tls_files.node_dir)
     assert client.check_hostname is False and client.verify_mode is ssl.CERT_REQUIRED
 
 
@@ -102,8 +103,8 @@ def test_contexts_drop_x509_strict_that_newer_pythons_turn_on(
         return context
 
     monkeypatch.setattr(ssl, "create_default_context", strict)
-    server = tls.server_ssl_context(tls_files.app_dir)
-    client = tls.client_ssl_context(tls_files.node_dir, tls_files.node_dir)
+    server = create_server_ssl_context(tls_files.app_dir)
+    client = create_client_ssl_context(tls_files.node_dir, tls_files.node_dir)
     assert server is not None
     assert not server.verify_flags & ssl.VERIFY_X509_STRICT
     assert not client.verify_flags & ssl.VERIFY_X509_STRICT
