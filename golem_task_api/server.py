@@ -16,7 +16,7 @@ from golem_task_api.argv import parse_argv
 from golem_task_api.entrypoint import main as entrypoint
 from golem_task_api.logsetup import configure_logging
 from golem_task_api.loop import run
-from golem_task_api.servicers import ProviderApp, ProviderServer, RequestorApp, RequestorServer
+from golem_task_api.servicers import ProviderApp, RequestorApp
 from golem_task_api.statuses import status_for
 
 __all__ = [
@@ -24,10 +24,8 @@ __all__ = [
     "AppServer",
     "ProviderApp",
     "ProviderAppServer",
-    "ProviderServer",
     "RequestorApp",
     "RequestorAppServer",
-    "RequestorServer",
     "configure_logging",
     "entrypoint",
     "parse_argv",

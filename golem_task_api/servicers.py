@@ -237,8 +237,3 @@ class ProviderApp(ProviderAppBase):
             await serve_unary(stream, "Shutdown", self.in_flight, _shutdown_reply)
         finally:
             self._lifecycle.request_shutdown()
-
-
-# Our earlier names of the servicers.
-RequestorServer = RequestorApp
-ProviderServer = ProviderApp

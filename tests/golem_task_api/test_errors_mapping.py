@@ -125,13 +125,13 @@ def test_a_handler_returning_a_bad_verify_result_is_internal_not_the_callers_fau
     tmp_path: Path,
 ) -> None:
     from golem_task_api.handlers import AppLifecycleHandler
-    from golem_task_api.server import RequestorServer
+    from golem_task_api.server import RequestorApp
 
     class Lifecycle(AppLifecycleHandler):
         pass
 
     RequestorDir(tmp_path).task_dir("t").prepare()
-    server = RequestorServer(tmp_path, _BadVerifyResult(), Lifecycle())
+    server = RequestorApp(tmp_path, _BadVerifyResult(), Lifecycle())
     stream = _NoteStream(pb.VerifyRequest(task_id="t", subtask_id="s"))
     asyncio.run(server.Verify(stream))  # type: ignore[arg-type]
     assert stream.status is Status.INTERNAL

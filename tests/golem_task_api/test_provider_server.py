@@ -138,7 +138,7 @@ class _HeldComputeHandler(FakeProviderHandler):
 def test_a_second_request_arriving_at_once_does_not_end_the_first(tmp_path: Path) -> None:
     from golem_task_api.handlers import AppLifecycleHandler
     from golem_task_api.proto import golem_task_api_pb2 as pb
-    from golem_task_api.server import ProviderServer
+    from golem_task_api.server import ProviderApp
     from golem_task_api.threading import Executor
 
     class Lifecycle(AppLifecycleHandler):
@@ -146,7 +146,7 @@ def test_a_second_request_arriving_at_once_does_not_end_the_first(tmp_path: Path
 
     async def scenario() -> None:
         handler, lifecycle = _HeldComputeHandler(), Lifecycle()
-        server = ProviderServer(tmp_path, handler, lifecycle)
+        server = ProviderApp(tmp_path, handler, lifecycle)
         first = _HeldStream(pb.ComputeRequest(task_id="t", subtask_id="s", subtask_params_json="{}"))
         second = _HeldStream(pb.RunBenchmarkRequest())
         # Both calls are in the server before either request body is read.
