@@ -8,15 +8,13 @@ to stderr; ``TUTORIAL_APP_LOG_LEVEL`` sets the level (default INFO).
 from __future__ import annotations
 
 import argparse
-import logging
 import os
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import golem_task_api as api
 from golem_task_api.argv import parse_port
-from golem_task_api.logsetup import LOG_FORMAT, parse_level
+from golem_task_api.logsetup import configure_logging, parse_level
 from golem_task_api.ssl import TlsFilesError
 
 from tutorial_app.provider import ProviderHandler, ProviderLifecycle
@@ -51,14 +49,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         # One line naming the directory and our uid, before SQLite says "unable to open".
         parser.exit(2, f"{parser.prog}: error: {exc}\n")
     level_name = os.environ.get(LOG_LEVEL_ENV, "INFO")
-    level = parse_level(level_name)
-    if level is None:
+    if parse_level(level_name) is None:
         parser.error(f"{LOG_LEVEL_ENV}={level_name.upper()!r} is not a logging level")
     try:
         check_engine_settings()
     except SettingError as exc:
         parser.exit(2, f"{parser.prog}: error: {exc}\n")
-    logging.basicConfig(stream=sys.stderr, level=level, format=LOG_FORMAT)
+    configure_logging(level_name)
     try:
         api.run(serve(args.role, args.port, args.work_dir))
     except TlsFilesError as exc:
