@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import sys
 import time
@@ -15,6 +16,7 @@ from golem_task_api.testutils import SubprocessTaskApiService, find_free_port
 from tutorial_app.progressfile import SearchProgress, read_progress
 import engine
 from app_testing import check_out_dir, children_now
+from file_races import swap_at_open, to_symlink
 from tutorial_app.runner import (
     LocalServers, OutDirError, Provider, RunError, TaskRun, default_split, default_subtask_timeout,
     parse_address, scratch_dir,
@@ -185,6 +187,37 @@ def test_result_path_that_is_not_a_file_is_a_provider_failure(
     report = run.report()
     assert report.ok, report.failures
     assert len(report.failures) == 1 and "provider failed" in report.failures[0]
+    check_out_dir(tmp_path / "out", 4, 1)
+
+
+@pytest.mark.timeout(60)
+def test_result_file_over_the_limit_is_a_provider_failure(tmp_path: Path, input_file: Path) -> None:
+    servers = FirstProviderLies(scratch_dir(tmp_path), workers=1, how="huge")
+    run = TaskRun(servers, input_file, difficulty=4, subtasks=1, providers=1, out_dir=tmp_path / "out")
+    asyncio.run(run.run())
+    report = run.report()
+    assert report.ok, report.failures
+    assert len(report.failures) == 1, report.failures
+    assert "provider failed" in report.failures[0] and "larger than" in report.failures[0]
+    check_out_dir(tmp_path / "out", 4, 1)
+
+
+@pytest.mark.timeout(60)
+def test_result_file_swapped_for_a_symlink_at_open_is_not_followed(
+    tmp_path: Path, input_file: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"the node's own file")
+    scratch = scratch_dir(tmp_path)
+    servers = FirstProviderLies(scratch, workers=1, how="plain")
+    swapped = swap_at_open(monkeypatch, scratch / "liar" / "result.zip", to_symlink(secret), shutil)
+    run = TaskRun(servers, input_file, difficulty=4, subtasks=1, providers=1, out_dir=tmp_path / "out")
+    asyncio.run(run.run())
+    report = run.report()
+    assert swapped
+    assert report.ok, report.failures
+    assert len(report.failures) == 1, report.failures
+    assert "provider failed" in report.failures[0] and "symlink" in report.failures[0]
     check_out_dir(tmp_path / "out", 4, 1)
 
 
