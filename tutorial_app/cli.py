@@ -252,7 +252,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, server_env: 
         servers: Servers = RemoteServers(args.requestor, args.requestor_dir, args.provider, args.provider_dir)
     else:
         scratch = scratch_dir(None)
-        servers = LocalServers(scratch, workers, env=server_env, difficulty=args.difficulty)
+        servers = LocalServers(scratch, workers, env=server_env, difficulty=args.difficulty,
+                               keep_work_dirs=args.keep_work_dirs)
     bar = None if args.json else ProgressBar(args.subtasks)
 
     def log_line(text: str) -> None:

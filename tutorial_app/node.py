@@ -341,10 +341,10 @@ class TaskRun:
         try:
             subtask = await self._requestor.next_subtask(self.task_id, subtask_id, f"local-node-{slot}")
         except BaseException:
-            await stop_server(ready.client, SHUTDOWN_TIMEOUT)
+            await self._stop(ready)
             raise
         if subtask is None:
-            await stop_server(ready.client, SHUTDOWN_TIMEOUT)
+            await self._stop(ready)
             self._fail(subtask_id, "the requestor had no subtask to give although parts are unverified")
             return
         started = time.monotonic()
