@@ -185,10 +185,6 @@ def parse_address(text: str) -> tuple[str, int]:
     return host, port
 
 
-class UnreachableError(ConnectionError):
-    """A server run elsewhere accepted no connection in time."""
-
-
 class ConnectedService(TaskApiService):
     """An app server someone else runs (a container): nothing to start or stop.
 
