@@ -17,6 +17,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import engine
+from engine.cores import MAX_WORKERS, check_worker_count
+from engine.errors import InvalidWorkerCount
 from engine.kernels import get_kernel
 from engine.pow import check_difficulty
 
@@ -54,6 +56,16 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
     return value
+
+
+def _workers(text: str) -> int:
+    # The engine's own bound, checked here so a bad count is one usage line,
+    # not servers started and then a traceback from each of them.
+    try:
+        return check_worker_count(int(text, 10))
+    except (ValueError, InvalidWorkerCount):
+        raise argparse.ArgumentTypeError(
+            f"workers must be a positive integer up to {MAX_WORKERS}, got {text!r}") from None
 
 
 def _seconds(text: str) -> float:
@@ -120,7 +132,7 @@ def _parser() -> argparse.ArgumentParser:
                      help=f"subtasks to split into (default 4, at most {meta.MAX_PARTS})")
     run.add_argument("--providers", "-p", type=_positive, default=None,
                      help="provider app servers computing at a time (default: share the usable cores)")
-    run.add_argument("--workers", "-w", type=_positive, default=None,
+    run.add_argument("--workers", "-w", type=_workers, default=None,
                      help="engine worker processes per provider (default: usable cores / providers)")
     run.add_argument("--subtask-timeout", type=_seconds, default=None, metavar="SECONDS",
                      help="give a provider this long per subtask, then stop it and re-issue the "
@@ -147,7 +159,7 @@ def _parser() -> argparse.ArgumentParser:
     _verbose(desc, top=False)
     bench = commands.add_parser("benchmark", help="print this machine's benchmark score in MH/s")
     _verbose(bench, top=False)
-    bench.add_argument("--workers", "-w", type=_positive, default=None,
+    bench.add_argument("--workers", "-w", type=_workers, default=None,
                        help="engine worker processes (default: usable cores)")
     return parser
 
@@ -240,7 +252,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, server_env: 
         servers: Servers = RemoteServers(args.requestor, args.requestor_dir, args.provider, args.provider_dir)
     else:
         scratch = scratch_dir(None)
-        servers = LocalServers(scratch, workers, env=server_env, difficulty=args.difficulty)
+        servers = LocalServers(scratch, workers, env=server_env, difficulty=args.difficulty,
+                               keep_work_dirs=args.keep_work_dirs)
     bar = None if args.json else ProgressBar(args.subtasks)
 
     def log_line(text: str) -> None:

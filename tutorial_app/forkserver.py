@@ -34,6 +34,7 @@ import selectors
 import signal
 import sys
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,10 +46,21 @@ START_TIMEOUT = 30.0
 """How long the fork server may take to import the app and say it is ready."""
 STOP_GRACE_SECONDS = 5.0
 """How long a server gets after SIGTERM before it is killed."""
+READER_GRACE_SECONDS = 5.0
+"""How long `ForkServer.close` waits for the end of the fork server's output once it exited."""
 
 
 class ForkServerError(RuntimeError):
     """The fork server could not be started or has gone."""
+
+
+@dataclass(frozen=True)
+class ForkedChild:
+    """A server the fork server forked: its pid, and its exit code once reaped."""
+
+    pid: int
+    exited: asyncio.Future[int]
+    """Resolves to the exit code (negative: killed by that signal)."""
 
 
 class ForkServer:
@@ -59,7 +71,10 @@ class ForkServer:
         self._process: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
         self._next_id = 0
-        self._started: dict[int, asyncio.Future[int]] = {}
+        self._started: dict[int, asyncio.Future[ForkedChild]] = {}
+        # Children not reaped yet; an entry goes when its exit is reported
+        # (its ForkedChild keeps the code), so a run of many providers does
+        # not grow it.
         self._exits: dict[int, asyncio.Future[int]] = {}
 
     async def start(self) -> None:
@@ -87,46 +102,48 @@ class ForkServer:
 
     async def _read(self) -> None:
         assert self._process is not None and self._process.stdout is not None
-        while line := await self._process.stdout.readline():
-            message = json.loads(line)
-            if message["op"] == "started":
-                future = self._started.pop(message["id"])
-                self._exits[message["pid"]] = asyncio.get_running_loop().create_future()
+        try:
+            while line := await self._process.stdout.readline():
+                message = json.loads(line)
+                if message["op"] == "started":
+                    future = self._started.pop(message["id"])
+                    child = ForkedChild(message["pid"], asyncio.get_running_loop().create_future())
+                    self._exits[child.pid] = child.exited
+                    if not future.done():
+                        future.set_result(child)
+                elif message["op"] == "exit":
+                    exit_future = self._exits.pop(message["pid"], None)
+                    if exit_future is not None and not exit_future.done():
+                        exit_future.set_result(message["code"])
+        finally:
+            # The fork server is gone (or this reader is): so are its children,
+            # as far as anyone waiting on them can tell.
+            started, self._started = self._started, {}
+            for future in started.values():
                 if not future.done():
-                    future.set_result(message["pid"])
-            elif message["op"] == "exit":
-                exit_future = self._exits.get(message["pid"])
-                if exit_future is not None and not exit_future.done():
-                    exit_future.set_result(message["code"])
-        # The fork server is gone: so are its children.
-        for future in self._started.values():
-            if not future.done():
-                future.set_exception(ForkServerError("the fork server has gone"))
-        for exit_future in self._exits.values():
-            if not exit_future.done():
-                exit_future.set_result(-signal.SIGKILL)
+                    future.set_exception(ForkServerError("the fork server has gone"))
+            exits, self._exits = self._exits, {}
+            for exit_future in exits.values():
+                if not exit_future.done():
+                    exit_future.set_result(-signal.SIGKILL)
 
     def _send(self, message: dict[str, Any]) -> None:
         if self._process is None or self._process.stdin is None or self._process.returncode is not None:
             raise ForkServerError("the fork server is not running")
         self._process.stdin.write(json.dumps(message).encode() + b"\n")
 
-    async def spawn(self, argv: Sequence[str], env: Mapping[str, str], log_path: Path | None) -> int:
-        """Fork a child running the entrypoint with ``argv``; its pid."""
+    async def spawn(self, argv: Sequence[str], env: Mapping[str, str], log_path: Path | None) -> ForkedChild:
+        """Fork a child running the entrypoint with ``argv``."""
         self._next_id += 1
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[ForkedChild] = asyncio.get_running_loop().create_future()
         self._started[self._next_id] = future
         self._send({"op": "start", "id": self._next_id, "argv": list(argv), "env": dict(env),
                     "log": str(log_path) if log_path is not None else None})
         return await future
 
-    def exited(self, pid: int) -> asyncio.Future[int]:
-        """Resolves to the child's exit code (negative: killed by that signal)."""
-        return self._exits[pid]
-
     def signal(self, pid: int, signum: int) -> None:
         """Signal a child the fork server has not reaped yet (else nothing)."""
-        if not self._exits[pid].done():
+        if pid in self._exits:
             with contextlib.suppress(ForkServerError):
                 self._send({"op": "signal", "pid": pid, "sig": signum})
 
@@ -143,9 +160,31 @@ class ForkServer:
             process.kill()
             await process.wait()
         finally:
-            if self._reader is not None:
-                with contextlib.suppress(BaseException):
-                    await self._reader
+            reader, self._reader = self._reader, None
+            if reader is not None:
+                await _end_reader(reader)
+
+
+async def _end_reader(reader: asyncio.Task[None]) -> None:
+    """Let the reader finish (the fork server exited: its output ends), or cancel it.
+
+    Only the cancellation made here is absorbed, and a crashed reader is
+    logged; the caller's own cancellation always propagates.
+    """
+    if not reader.done():
+        # asyncio.wait neither cancels the reader on timeout nor hides the caller's cancellation.
+        await asyncio.wait([reader], timeout=READER_GRACE_SECONDS)
+    if not reader.done():
+        reader.cancel()
+        try:
+            await reader
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # the caller was cancelled too
+            return
+    if not reader.cancelled() and reader.exception() is not None:
+        log.warning("the fork server's output reader failed: %r", reader.exception())
 
 
 class ForkedService(TaskApiService):
@@ -163,30 +202,32 @@ class ForkedService(TaskApiService):
         self.env = dict(env or {})
         self.log_path = log_path
         self.pid: int | None = None
+        self._child: ForkedChild | None = None
 
     async def start(self, command: Sequence[str] | str, port: int) -> tuple[str, int]:
         if self.pid is not None:
             raise RuntimeError("service already started")
         words = command.split() if isinstance(command, str) else list(command)
-        self.pid = await self.forkserver.spawn([*self.args, *words], self.env, self.log_path)
+        self._child = await self.forkserver.spawn([*self.args, *words], self.env, self.log_path)
+        self.pid = self._child.pid
         return "127.0.0.1", port
 
     @property
     def returncode(self) -> int | None:
         """The exit code once the server ended (negative: killed by that signal)."""
-        if self.pid is None:
+        if self._child is None:
             return None
-        exited = self.forkserver.exited(self.pid)
+        exited = self._child.exited
         return exited.result() if exited.done() else None
 
     def running(self) -> bool:
-        return self.pid is not None and not self.forkserver.exited(self.pid).done()
+        return self._child is not None and not self._child.exited.done()
 
     async def stop(self) -> None:
         if not self.running():
             return
-        assert self.pid is not None
-        exited = self.forkserver.exited(self.pid)
+        assert self.pid is not None and self._child is not None
+        exited = self._child.exited
         try:
             self.forkserver.signal(self.pid, signal.SIGTERM)
             try:
@@ -200,8 +241,8 @@ class ForkedService(TaskApiService):
             raise
 
     async def wait_until_shutdown_complete(self) -> None:
-        if self.pid is not None:
-            await asyncio.shield(self.forkserver.exited(self.pid))
+        if self._child is not None:
+            await asyncio.shield(self._child.exited)
 
 
 # -- the fork server process itself --

@@ -38,7 +38,9 @@ from golem_task_api.services import SubprocessTaskApiService
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 
 from tutorial_app.archive import read_single_member
+from tutorial_app.files import FileReadError, read_file_bounded, write_atomically
 from tutorial_app.logtail import LogForwarder
+from tutorial_app.meta import MAX_RESULT_FILE_BYTES
 from tutorial_app.meter import WorkMeter, expected_hashes
 from tutorial_app.outdir import OutDir, check_out_dir
 from tutorial_app.pool import ProviderPool, ProviderStartError, ReadyProvider
@@ -339,10 +341,10 @@ class TaskRun:
         try:
             subtask = await self._requestor.next_subtask(self.task_id, subtask_id, f"local-node-{slot}")
         except BaseException:
-            await stop_server(ready.client, SHUTDOWN_TIMEOUT)
+            await self._stop(ready)
             raise
         if subtask is None:
-            await stop_server(ready.client, SHUTDOWN_TIMEOUT)
+            await self._stop(ready)
             self._fail(subtask_id, "the requestor had no subtask to give although parts are unverified")
             return
         started = time.monotonic()
@@ -354,14 +356,14 @@ class TaskRun:
         stuck = False
         try:
             try:
-                output = await asyncio.wait_for(
+                output_name, output = await asyncio.wait_for(
                     self._compute(ready, subtask_id, subtask, requestor_task), timeout)
             except asyncio.TimeoutError:
                 stuck = True
                 raise SubtaskTimeoutError(
                     f"no result within the subtask timeout ({timeout:.1f} s); provider stopped") from None
             outputs.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(output, outputs / output.name)
+            write_atomically(outputs / output_name, output)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a crashed, lying or stuck provider is an expected event here
@@ -388,7 +390,7 @@ class TaskRun:
                 # Only a FAILURE makes the part computable again by itself.
                 await self._requestor.abort_subtask(self.task_id, subtask_id)
             return
-        self._collect(subtask_id, outputs / output.name, requestor_task, time.monotonic() - started)
+        self._collect(subtask_id, outputs / output_name, requestor_task, time.monotonic() - started)
 
     async def _stop(self, ready: ReadyProvider) -> None:
         try:
@@ -404,7 +406,7 @@ class TaskRun:
 
     async def _compute(
         self, ready: ReadyProvider, subtask_id: str, subtask: Subtask, requestor_task: Any
-    ) -> Path:
+    ) -> tuple[str, bytes]:
         provider_dir = dirutils.ProviderTaskDir(ready.provider.work_dir)
         provider_dir.prepare()
         for resource in subtask.resources:
@@ -413,9 +415,8 @@ class TaskRun:
                 provider_dir.subtask_inputs_dir / resource,
             )
         relative = await ready.client.compute(self.task_id, subtask_id, subtask.params)
-        output = _result_file(ready.provider.work_dir, relative)
-        # Copied before the provider's dir is tidied for its next life.
-        return output
+        # Read before the provider's dir is tidied for its next life.
+        return _read_result(ready.provider.work_dir, relative)
 
     def _fail(self, subtask_id: str, why: str) -> None:
         logger.warning("subtask %s: %s", subtask_id, why)
@@ -459,14 +460,29 @@ async def stop_server(client: Any, timeout: float) -> None:
         logger.debug("shutting an app server down: %r", exc)
 
 
-def _result_file(work_dir: Path, relative: Path) -> Path:
-    """The provider's result file; `ProviderResultError` if the path is not one."""
+def _read_result(work_dir: Path, relative: Path) -> tuple[str, bytes]:
+    """The name and bytes of the provider's result file; `ProviderResultError` if it is not one.
+
+    Every check is made on the opened file (`read_file_bounded`), none on the
+    path before: the provider owns its work dir and may swap the file for a
+    symlink or a FIFO at any moment.
+    """
     path = work_dir / relative
-    inside = path.resolve().is_relative_to(work_dir.resolve())
-    if relative.is_absolute() or not inside or path.is_symlink() or not path.is_file():
+    inside = path.parent.resolve().is_relative_to(work_dir.resolve())
+    if relative.is_absolute() or not inside or not relative.name or relative.name in (".", ".."):
         raise ProviderResultError(
-            f"Compute answered {str(relative)!r}, which is not a regular file in its work dir")
-    return path
+            f"Compute answered {str(relative)!r}, which is not a file in its work dir")
+    try:
+        return path.name, read_file_bounded(path, MAX_RESULT_FILE_BYTES)
+    except (OSError, FileReadError) as exc:
+        raise ProviderResultError(
+            f"Compute answered {str(relative)!r}, which is not a readable result: {_reason(exc)}") from None
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, FileReadError):
+        return str(exc)  # names the file by its last component only
+    return exc.strerror or type(exc).__name__
 
 
 def default_split(subtasks: int, providers: int | None, workers: int | None, cores: int) -> tuple[int, int]:

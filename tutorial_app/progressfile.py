@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tutorial_app.files import write_atomically
+from tutorial_app.files import read_file_bounded, write_atomically
 
 SUFFIX = ".progress"
 INTERVAL_SECONDS = 0.2
@@ -51,10 +51,10 @@ def read_progress(path: Path) -> SearchProgress | None:
     that is not a small, well-formed record counts as no report.
     """
     try:
-        with open(path, "rb") as f:
-            data = f.read(_MAX_BYTES + 1)
-        record = json.loads(data) if len(data) <= _MAX_BYTES else None
-    except (OSError, ValueError):
+        # Bounded, regular files only, no symlink followed, and a FIFO does
+        # not block the node's event loop waiting for a writer.
+        record = json.loads(read_file_bounded(path, _MAX_BYTES))
+    except (OSError, ValueError):  # FileReadError is a ValueError
         return None
     if not isinstance(record, dict):
         return None

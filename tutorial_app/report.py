@@ -84,6 +84,9 @@ def format_table(report: RunReport) -> list[str]:
         lines.append("full ids, digests and inputs: summary.json in the out dir")
     lines.append(f"out dir: {report.out_dir.absolute()}")
     if report.failures:
-        lines.append(f"{len(report.failures)} attempt(s) failed and were re-issued:")
-        lines += [f"  {failure}" for failure in report.failures]
+        lines.append(f"{len(report.failures)} attempt(s) failed and were re-issued "
+                     "(in full: summary.json):")
+        # A failure quotes its provider's log tail (hundreds of characters):
+        # the table shows the start of it, summary.json the whole text.
+        lines += [_short(f"  {failure}", TABLE_WIDTH) for failure in report.failures]
     return lines

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import re
+import shutil
 import sys
 import tempfile
 import time
@@ -28,6 +30,8 @@ from golem_task_api.services import SubprocessTaskApiService, find_free_port
 
 from tutorial_app.forkserver import ForkedService, ForkServer
 from tutorial_app.provider import POOL_START_ENV, pool_start_for
+
+log = logging.getLogger(__name__)
 
 LOG_TAIL_LINES = 6
 """Lines of a server's log quoted when it fails."""
@@ -95,10 +99,13 @@ class LocalServers:
     providers_ahead = True
 
     def __init__(self, scratch: Path, workers: int, env: dict[str, str] | None = None,
-                 fork: bool = True, difficulty: int | None = None) -> None:
+                 fork: bool = True, difficulty: int | None = None, keep_work_dirs: bool = False) -> None:
         """``env``: added to the servers' environment. ``difficulty``: the run's, when
-        known, so providers that will only search in-process never start a pool."""
+        known, so providers that will only search in-process never start a pool.
+        ``keep_work_dirs``: leave each provider's work dir in place when it is
+        released (for a look afterwards); otherwise only its log stays."""
         self.scratch = scratch
+        self.keep_work_dirs = keep_work_dirs
         self.workers = workers
         self.requestor_dir = scratch / "requestor"
         self.requestor_dir.mkdir(parents=True, exist_ok=True)
@@ -148,7 +155,20 @@ class LocalServers:
         return Provider(service, work_dir, self._port(), log_path, f"provider {slot}")
 
     def release(self, provider: Provider) -> None:
-        pass  # the scratch dir goes as a whole at the end
+        """Delete the provider's work dir (its copy of the input with it); its log stays.
+
+        A run of many subtasks would otherwise hold one input copy per
+        provider in the scratch dir until it ends. The log is kept: failure
+        messages quote it, and --keep-work-dirs shows it.
+        """
+        if self.keep_work_dirs:
+            return
+        try:
+            shutil.rmtree(provider.work_dir)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:  # what is left goes with the scratch dir at the end
+            log.warning("removing %s: %s", provider.work_dir.name, exc.strerror or exc)
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -163,10 +183,6 @@ def parse_address(text: str) -> tuple[str, int]:
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]  # an IPv6 literal
     return host, port
-
-
-class UnreachableError(ConnectionError):
-    """A server run elsewhere accepted no connection in time."""
 
 
 class ConnectedService(TaskApiService):

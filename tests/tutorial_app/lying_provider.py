@@ -1,7 +1,9 @@
-"""A provider app server whose Compute answers a result path that is not a
-file (missing, or a directory): the node must treat it as a failed subtask.
+"""A provider app server whose Compute answers a result the node must refuse
+as a failed subtask: a path that is not a file (missing, or a directory), a
+file over the result size limit (huge), or a small regular file (plain) that
+a test swaps for something else just before the node opens it.
 
-Usage: python lying_provider.py missing|directory --work-dir DIR provider PORT
+Usage: python lying_provider.py missing|directory|huge|plain --work-dir DIR provider PORT
 """
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ import sys
 from pathlib import Path
 
 import golem_task_api as api
+
+from tutorial_app.meta import MAX_RESULT_FILE_BYTES
 
 
 class LyingProvider(api.ProviderAppHandler):
@@ -19,6 +23,12 @@ class LyingProvider(api.ProviderAppHandler):
         if self.how == "directory":
             (task_work_dir / "result-dir").mkdir()
             return Path("result-dir")
+        if self.how == "huge":
+            (task_work_dir / "huge.zip").write_bytes(b"\0" * (MAX_RESULT_FILE_BYTES + 1))
+            return Path("huge.zip")
+        if self.how == "plain":
+            (task_work_dir / "result.zip").write_bytes(b"not a zip")
+            return Path("result.zip")
         return Path("no-such-result.zip")
 
     async def run_benchmark(self, work_dir: Path) -> float:

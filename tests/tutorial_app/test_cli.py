@@ -131,6 +131,9 @@ def test_benchmark_prints_a_score_within_the_maximum() -> None:
         (["run", "{input}", "-d", "8", "--provider", "nohost"], "HOST:PORT"),
         (["run", "{input}", "-d", "8", "--out", "{input}"], "not a directory"),
         (["frobnicate"], "invalid choice"),
+        (["run", "{input}", "-d", "8", "-w", "5000"], "-w: workers must be a positive integer up to"),
+        (["run", "{input}", "-d", "8", "-w", "0"], "-w: workers must be a positive integer up to"),
+        (["benchmark", "-w", "5000"], "-w: workers must be a positive integer up to"),
     ],
 )
 def test_bad_arguments_are_refused_clearly(tmp_path: Path, input_file: Path, args: list[str], message: str) -> None:

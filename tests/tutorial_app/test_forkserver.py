@@ -2,6 +2,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import psutil
@@ -9,6 +13,7 @@ import pytest
 from golem_task_api.client import ProviderAppClient
 from golem_task_api.testutils import find_free_port
 
+from tutorial_app import forkserver as forkserver_module
 from tutorial_app.forkserver import ForkedService, ForkServer
 
 
@@ -76,3 +81,85 @@ def test_stop_ends_a_forked_server(tmp_path: Path) -> None:
             await forkserver.close()
 
     asyncio.run(main())
+
+
+@pytest.mark.timeout(60)
+def test_reaped_children_leave_no_entry_behind(tmp_path: Path) -> None:
+    async def main() -> None:
+        forkserver = ForkServer()
+        await forkserver.start()
+        try:
+            work = tmp_path / "work"
+            work.mkdir()
+            services = [ForkedService(forkserver, ["--work-dir", str(work)], {"TUTORIAL_APP_WORKERS": "1"})
+                        for _ in range(3)]
+            for service in services:
+                # An unknown role: the child exits at once with a usage error.
+                await service.start("no-such-role 1", 0)
+            for service in services:
+                await service.wait_until_shutdown_complete()
+                assert not service.running() and service.returncode not in (None, 0)
+            assert forkserver._exits == {}  # one entry per provider would grow for the whole run
+        finally:
+            await forkserver.close()
+
+    asyncio.run(main())
+
+
+async def _started_with_reader(reader: Callable[[], Awaitable[None]]) -> ForkServer:
+    """A running fork server whose stdout reader is replaced with ``reader``."""
+    forkserver = ForkServer()
+    await forkserver.start()
+    assert forkserver._reader is not None
+    forkserver._reader.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await forkserver._reader
+    forkserver._reader = asyncio.create_task(reader())
+    return forkserver
+
+
+@pytest.mark.timeout(60)
+def test_close_does_not_swallow_its_callers_cancellation(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(forkserver_module, "READER_GRACE_SECONDS", 30.0)
+
+    async def main() -> bool:
+        forkserver = await _started_with_reader(lambda: asyncio.Event().wait())
+        reader = forkserver._reader
+        assert reader is not None
+        closing = asyncio.create_task(forkserver.close())
+        await asyncio.sleep(0.3)  # the process is gone; close waits for the reader
+        closing.cancel()
+        await asyncio.wait([closing], timeout=10)
+        reader.cancel()
+        return closing.cancelled()
+
+    assert asyncio.run(main())
+
+
+@pytest.mark.timeout(60)
+def test_close_ends_a_reader_that_does_not_finish(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(forkserver_module, "READER_GRACE_SECONDS", 0.1)
+
+    async def main() -> None:
+        forkserver = await _started_with_reader(lambda: asyncio.Event().wait())
+        started = time.monotonic()
+        # Returns soon: the reader it cancelled itself is no error.
+        await asyncio.wait_for(forkserver.close(), 10)
+        assert time.monotonic() - started < 5
+        assert forkserver._reader is None or forkserver._reader.cancelled()
+
+    asyncio.run(main())
+
+
+@pytest.mark.timeout(60)
+def test_close_logs_a_crashed_reader(caplog: pytest.LogCaptureFixture) -> None:
+    async def crash() -> None:
+        raise RuntimeError("the reader broke")
+
+    async def main() -> None:
+        forkserver = await _started_with_reader(crash)
+        await forkserver.close()
+
+    with caplog.at_level(logging.WARNING, logger="tutorial_app.forkserver"):
+        asyncio.run(main())
+    assert "the reader broke" in caplog.text

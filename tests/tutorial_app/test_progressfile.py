@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import io
+import os
+import threading
 import time
 from pathlib import Path
 
@@ -12,7 +14,7 @@ from tutorial_app.progress import LINE_WIDTH, ProgressBar, RunProgress, format_d
 from tutorial_app.progressfile import (
     ProgressReporter, SearchProgress, progress_path, read_progress, write_progress,
 )
-from tutorial_app.report import RunReport, SubtaskResult, format_table
+from tutorial_app.report import TABLE_WIDTH, RunReport, SubtaskResult, format_table
 
 
 def test_progress_round_trip_and_no_temp_left(tmp_path: Path) -> None:
@@ -82,3 +84,42 @@ def test_table_fits_80_columns() -> None:
     lines = format_table(report)
     assert max(map(len, lines)) <= 80
     assert "123456789012" in lines[2]
+
+
+def _read_in_thread(path: Path) -> tuple[threading.Thread, list[SearchProgress | None]]:
+    out: list[SearchProgress | None] = []
+    thread = threading.Thread(target=lambda: out.append(read_progress(path)), daemon=True)
+    thread.start()
+    thread.join(2)
+    return thread, out
+
+
+def test_a_fifo_progress_file_is_no_report_and_does_not_block(tmp_path: Path) -> None:
+    path = tmp_path / "s.progress"
+    os.mkfifo(path)
+    thread, out = _read_in_thread(path)
+    if thread.is_alive():  # blocked in open(): unblock it before failing
+        fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+        os.close(fd)
+        thread.join(2)
+        pytest.fail("read_progress blocked on a FIFO")
+    assert out == [None]
+
+
+def test_a_symlinked_progress_file_is_not_followed(tmp_path: Path) -> None:
+    real = tmp_path / "real"
+    write_progress(real, SearchProgress(5, 1.0, False))
+    (tmp_path / "s.progress").symlink_to(real)
+    assert read_progress(tmp_path / "s.progress") is None
+
+
+def test_long_failures_are_cut_to_the_table_width_and_kept_whole_in_the_summary() -> None:
+    failure = "3e78f7ea: provider 0 failed: the connection broke; its log ends: " + "x" * 400
+    report = RunReport(ok=True, task_id="t", difficulty=4, subtasks_total=1, out_dir=Path("out"),
+                       seconds=1.0, failures=[failure, "short one"])
+    lines = format_table(report)
+    assert max(len(line) for line in lines) <= TABLE_WIDTH
+    assert "  short one" in lines
+    (cut,) = [line for line in lines if "provider 0 failed" in line]
+    assert cut.endswith("…") and failure.startswith(cut.strip()[:-1])
+    assert report.to_json()["failures"][0] == failure

@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import signal
 import sys
 import time
@@ -15,6 +16,7 @@ from golem_task_api.testutils import SubprocessTaskApiService, find_free_port
 from tutorial_app.progressfile import SearchProgress, read_progress
 import engine
 from app_testing import check_out_dir, children_now
+from file_races import swap_at_open, to_symlink
 from tutorial_app.runner import (
     LocalServers, OutDirError, Provider, RunError, TaskRun, default_split, default_subtask_timeout,
     parse_address, scratch_dir,
@@ -40,6 +42,10 @@ class FirstProviderStuck(LocalServers):
         argv = [sys.executable, str(HERE / "stuck_provider.py"), "--work-dir", str(work_dir)]
         self.stuck = Provider(SubprocessTaskApiService(work_dir, argv), work_dir, find_free_port())
         return self.stuck
+
+    def release(self, provider: Provider) -> None:
+        if provider is not self.stuck:  # the stuck one's marker file is read after the run
+            super().release(provider)
 
 
 @pytest.mark.timeout(60)
@@ -189,6 +195,37 @@ def test_result_path_that_is_not_a_file_is_a_provider_failure(
 
 
 @pytest.mark.timeout(60)
+def test_result_file_over_the_limit_is_a_provider_failure(tmp_path: Path, input_file: Path) -> None:
+    servers = FirstProviderLies(scratch_dir(tmp_path), workers=1, how="huge")
+    run = TaskRun(servers, input_file, difficulty=4, subtasks=1, providers=1, out_dir=tmp_path / "out")
+    asyncio.run(run.run())
+    report = run.report()
+    assert report.ok, report.failures
+    assert len(report.failures) == 1, report.failures
+    assert "provider failed" in report.failures[0] and "larger than" in report.failures[0]
+    check_out_dir(tmp_path / "out", 4, 1)
+
+
+@pytest.mark.timeout(60)
+def test_result_file_swapped_for_a_symlink_at_open_is_not_followed(
+    tmp_path: Path, input_file: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"the node's own file")
+    scratch = scratch_dir(tmp_path)
+    servers = FirstProviderLies(scratch, workers=1, how="plain")
+    swapped = swap_at_open(monkeypatch, scratch / "liar" / "result.zip", to_symlink(secret), shutil)
+    run = TaskRun(servers, input_file, difficulty=4, subtasks=1, providers=1, out_dir=tmp_path / "out")
+    asyncio.run(run.run())
+    report = run.report()
+    assert swapped
+    assert report.ok, report.failures
+    assert len(report.failures) == 1, report.failures
+    assert "provider failed" in report.failures[0] and "symlink" in report.failures[0]
+    check_out_dir(tmp_path / "out", 4, 1)
+
+
+@pytest.mark.timeout(60)
 def test_second_run_into_the_same_out_dir_is_refused_and_keeps_the_first(
         tmp_path: Path, input_file: Path) -> None:
     out = tmp_path / "out"
@@ -333,3 +370,22 @@ def test_provider_dying_mid_subtask_is_reported_with_its_log(tmp_path: Path, inp
     (failure,) = run.report().failures
     assert "provider 0 failed: the connection to it broke" in failure
     assert "its log ends:" in failure and "searching at difficulty 256" in failure
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("keep", [False, True], ids=["tidied", "keep-work-dirs"])
+def test_released_providers_leave_only_their_logs(tmp_path: Path, input_file: Path, keep: bool) -> None:
+    scratch = scratch_dir(tmp_path)
+    servers = LocalServers(scratch, workers=1, keep_work_dirs=keep)
+    run = TaskRun(servers, input_file, difficulty=4, subtasks=4, providers=2, out_dir=tmp_path / "out")
+    asyncio.run(run.run())
+    assert run.report().ok, run.report().failures
+    providers = scratch / "providers"
+    dirs = [p for p in providers.iterdir() if p.is_dir()]
+    logs = [p for p in providers.iterdir() if p.suffix == ".log"]
+    input_copies = list(providers.rglob("subtask_inputs/*"))
+    assert len(logs) >= 4
+    if keep:
+        assert len(dirs) == len(logs) and len(input_copies) >= 4
+    else:
+        assert dirs == [] and input_copies == []
