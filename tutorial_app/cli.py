@@ -23,7 +23,7 @@ from engine.kernels import get_kernel
 from engine.pow import check_difficulty
 
 from tutorial_app import descriptor, meta
-from tutorial_app.provider import pool_start_policy
+from tutorial_app.settings import SettingError, check_engine_settings
 from tutorial_app.outdir import OutDirError, check_out_dir
 from tutorial_app.progress import ProgressBar, format_duration, format_rate
 from tutorial_app.report import format_table
@@ -43,9 +43,6 @@ LOG_LEVEL_ENV = "TUTORIAL_APP_LOG_LEVEL"
 ABSURD_RUN_SECONDS = 86400.0
 """A run expected to search longer than this gets a warning up front."""
 
-
-class SettingError(ValueError):
-    """An environment setting the command cannot work with."""
 
 
 def _positive(text: str) -> int:
@@ -169,18 +166,7 @@ def check_environment() -> dict[str, str]:
 
     Returns the settings to hand to the app servers.
     """
-    try:
-        engine.usable_workers()
-    except ValueError as exc:
-        raise SettingError(str(exc)) from None
-    try:
-        engine.default_kernel()
-    except ValueError as exc:
-        raise SettingError(f"TUTORIAL_APP_KERNEL={os.environ.get('TUTORIAL_APP_KERNEL', '')!r}: {exc}") from None
-    try:
-        pool_start_policy()
-    except ValueError as exc:
-        raise SettingError(str(exc)) from None
+    check_engine_settings()
     env = {}
     level = os.environ.get(LOG_LEVEL_ENV, "").strip()
     if level:
