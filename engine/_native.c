@@ -1111,7 +1111,9 @@ typedef __m512i avx512_v;
 #define V_ROR(x, n) _mm512_ror_epi32((x), (n))
 #define V_SHR(x, n) _mm512_srli_epi32((x), (n))
 #define V_XOR3(a, b, c) _mm512_ternarylogic_epi32((a), (b), (c), 0x96)
-#define V_CH(e, f, g) _mm512_ternarylogic_epi32((e), (f), (g), 0xCA)
+/* g first: vpternlogd overwrites its first source, and g is the input most
+ * often dead after CH (the rounds add it into the next h + W + K first). */
+#define V_CH(e, f, g) _mm512_ternarylogic_epi32((g), (e), (f), 0xB8)
 #define V_MAJ(a, b, c) _mm512_ternarylogic_epi32((a), (b), (c), 0xE8)
 #define V_LE_MASK(x, t) ((unsigned)_mm512_cmple_epu32_mask((x), (t)))
 #define ENGINE_LANES_TEMPLATE
@@ -1536,6 +1538,13 @@ PyInit__native(void)
  * LANES_N, LANES_TARGET, LANES_NAME, lanes_v and the V_* operations defined
  * (see "Multi-lane vector kernels" above).
  */
+/* Keeps the compiler from re-associating a sum through this value (an add
+ * tree is otherwise flattened and h + W + K re-split around CH). */
+#if defined(__GNUC__) || defined(__clang__)
+#define LANES_OPAQUE(x) __asm__("" : "+v"(x))
+#else
+#define LANES_OPAQUE(x) ((void)0)
+#endif
 #define V_BSIG0(x) V_XOR3(V_ROR((x), 2), V_ROR((x), 13), V_ROR((x), 22))
 #define V_BSIG1(x) V_XOR3(V_ROR((x), 6), V_ROR((x), 11), V_ROR((x), 25))
 #define V_SSIG0(x) V_XOR3(V_ROR((x), 7), V_ROR((x), 18), V_SHR((x), 3))
@@ -1603,6 +1612,49 @@ LANES_NAME(fixed_block_a)(const lanes_v chain[8], const uint32_t wk[64])
 }
 
 /*
+ * W[t] + K[t] of the one-block rounds (t > R), W[t] also left in w[t & 15]
+ * when it varies: a uniform word is one broadcast, and of a varying one
+ * only the terms that vary are vector work (the rest is c->part[t]).
+ * `uni` and `t` are constants once the rounds are unrolled, so all of the
+ * choice folds away.
+ */
+static ALWAYS_INLINE LANES_TARGET lanes_v
+LANES_NAME(one_wk)(const one_consts *c, lanes_v w[16], const uint64_t uni, const int t)
+{
+    if (IS_UNIFORM(uni, t)) {
+        return V_SET1(c->wk[t]);
+    }
+    if (t >= 16) {
+        lanes_v x = V_SET1(0);
+        int have = 0;
+#define LANES_ACC(term)                                                      \
+    do {                                                                     \
+        x = have ? V_ADD(x, (term)) : (term);                                \
+        have = 1;                                                            \
+    } while (0)
+        if (!IS_UNIFORM(uni, t - 2)) {
+            LANES_ACC(V_SSIG1(w[(t - 2) & 15]));
+        }
+        if (!IS_UNIFORM(uni, t - 7)) {
+            LANES_ACC(w[(t - 7) & 15]);
+        }
+        if (!IS_UNIFORM(uni, t - 15)) {
+            LANES_ACC(V_SSIG0(w[(t - 15) & 15]));
+        }
+        if (!IS_UNIFORM(uni, t - 16)) {
+            LANES_ACC(w[(t - 16) & 15]);
+        }
+        if (t < UNIFORM_TERMS_END && (IS_UNIFORM(uni, t - 2) | IS_UNIFORM(uni, t - 7) |
+                                      IS_UNIFORM(uni, t - 15) | IS_UNIFORM(uni, t - 16))) {
+            LANES_ACC(V_SET1(c->part[t]));
+        }
+#undef LANES_ACC
+        w[t & 15] = x;
+    }
+    return V_ADD(w[t & 15], V_SET1(c->k[t]));
+}
+
+/*
  * The one-block case (nearly every layout) with R = r0 a compile-time
  * constant: the rounds before R vanish from the code (rather than being
  * skipped at run time: ~25% faster on AVX-512), round R is the scalar one
@@ -1627,50 +1679,25 @@ LANES_NAME(one_block_a)(const one_consts *c, lanes_v chain0, lanes_v lo0, lanes_
     }
     s[(0 - (R + 1)) & 7] = V_ADD(s[(0 - (R + 1)) & 7], lo0);
     s[(4 - (R + 1)) & 7] = V_ADD(s[(4 - (R + 1)) & 7], lo0);
+    /* h + W + K of the next round is added one round early, while g (the next
+     * round's h) is still live for CH anyway: CH may then overwrite g's
+     * register instead of a copy of it (vpternlogd writes its first source),
+     * and the add leaves the chain from e to the next e. */
+    lanes_v hk = V_ADD(s[(7 - (R + 1)) & 7], LANES_NAME(one_wk)(c, w, uni, R + 1));
 #pragma GCC unroll 64
     for (int t = R + 1; t < 64; t++) {
-        lanes_v wk;
-        if (IS_UNIFORM(uni, t)) {
-            wk = V_SET1(c->wk[t]);
-        }
-        else {
-            if (t >= 16) {
-                /* Sum of the non-uniform terms, plus the uniform ones' sum if any
-                 * (all of it folds at compile time: no add of a zero). */
-                lanes_v x = V_SET1(0);
-                int have = 0;
-#define LANES_ACC(term)                                                      \
-    do {                                                                     \
-        x = have ? V_ADD(x, (term)) : (term);                                \
-        have = 1;                                                            \
-    } while (0)
-                if (!IS_UNIFORM(uni, t - 2)) {
-                    LANES_ACC(V_SSIG1(w[(t - 2) & 15]));
-                }
-                if (!IS_UNIFORM(uni, t - 7)) {
-                    LANES_ACC(w[(t - 7) & 15]);
-                }
-                if (!IS_UNIFORM(uni, t - 15)) {
-                    LANES_ACC(V_SSIG0(w[(t - 15) & 15]));
-                }
-                if (!IS_UNIFORM(uni, t - 16)) {
-                    LANES_ACC(w[(t - 16) & 15]);
-                }
-                if (t < UNIFORM_TERMS_END && (IS_UNIFORM(uni, t - 2) | IS_UNIFORM(uni, t - 7) |
-                                              IS_UNIFORM(uni, t - 15) | IS_UNIFORM(uni, t - 16))) {
-                    LANES_ACC(V_SET1(c->part[t]));
-                }
-#undef LANES_ACC
-                w[t & 15] = x;
-            }
-            wk = V_ADD(w[t & 15], V_SET1(c->k[t]));
-        }
         lanes_v a = s[(0 - t) & 7], b = s[(1 - t) & 7], cc = s[(2 - t) & 7];
         lanes_v d = s[(3 - t) & 7], e = s[(4 - t) & 7], f = s[(5 - t) & 7];
-        lanes_v g = s[(6 - t) & 7], h = s[(7 - t) & 7];
-        lanes_v t1 = V_ADD(V_ADD(h, V_BSIG1(e)), V_ADD(V_CH(e, f, g), wk));
+        lanes_v g = s[(6 - t) & 7];
+        lanes_v hk_next = hk;
+        if (t + 1 < 64) {
+            hk_next = V_ADD(g, LANES_NAME(one_wk)(c, w, uni, t + 1));
+            LANES_OPAQUE(hk_next);
+        }
+        lanes_v t1 = V_ADD(hk, V_ADD(V_BSIG1(e), V_CH(e, f, g)));
         s[(3 - t) & 7] = V_ADD(d, t1);
         s[(7 - t) & 7] = V_ADD(t1, V_ADD(V_BSIG0(a), V_MAJ(a, b, cc)));
+        hk = hk_next;
     }
     return V_ADD(chain0, s[0]);
 }
@@ -1813,6 +1840,7 @@ LANES_NAME(scan_segment)(const scan_ctx *ctx, uint64_t first, uint64_t last,
     }
 }
 
+#undef LANES_OPAQUE
 #undef V_BSIG0
 #undef V_BSIG1
 #undef V_SSIG0
