@@ -819,13 +819,17 @@ shani_supported(void)
  * that passes is recomputed in scalar code and compared in full.
  */
 #define LOW_DIGITS 3
-#define LOW_SPAN 1000
+/* Four when those four share one message word: a group of 16 never crosses
+ * a span of 10**4 (1000 leaves the last group 8 lanes short), and the
+ * per-span setup runs a tenth as often. */
+#define LOW_DIGITS_ALIGNED 4
+#define LOW_SPAN 10000
 #define MAX_LANES 16
 
 /* Where a segment's low digits sit and what they contribute, per value. */
 typedef struct {
     layout lay;             /* the message; low digit bytes kept zero */
-    int low_digits;         /* D = min(L, LOW_DIGITS) */
+    int low_digits;         /* D = min(L, LOW_DIGITS), or LOW_DIGITS_ALIGNED */
     uint64_t span;          /* 10**D */
     size_t low0;            /* message offset of the first low digit */
     int w0, w1;             /* message words (0..31) holding low digits */
@@ -868,6 +872,10 @@ lane_plan_init(lane_plan *p, const scan_ctx *ctx, uint64_t first, int digits)
 {
     layout_init(&p->lay, ctx, first, digits);
     p->low_digits = digits < LOW_DIGITS ? digits : LOW_DIGITS;
+    if (digits >= LOW_DIGITS_ALIGNED &&
+        (p->lay.digit0 + (size_t)(digits - LOW_DIGITS_ALIGNED)) % 4 == 0) {
+        p->low_digits = LOW_DIGITS_ALIGNED;
+    }
     p->span = 1;
     for (int i = 0; i < p->low_digits; i++) {
         p->span *= 10;
@@ -878,8 +886,18 @@ lane_plan_init(lane_plan *p, const scan_ctx *ctx, uint64_t first, int digits)
     for (size_t i = 0; i < (size_t)p->low_digits; i++) {
         MSG_BYTE(&p->lay, p->low0 + i) = 0;
     }
+    /* From x - 1 to x only the units digit steps up by one, unless x ends in 0. */
+    const size_t units = p->low0 + (size_t)p->low_digits - 1;
+    const int units_word = (int)(units / 4) != p->w0;
+    const uint32_t units_step = digit_bits(units, 1) - digit_bits(units, 0);
     for (uint64_t v = 0; v < p->span + MAX_LANES; v++) {
         uint64_t x = v % p->span;
+        if (x % 10 != 0) {
+            p->table[0][v] = p->table[0][v - 1];
+            p->table[1][v] = p->table[1][v - 1];
+            p->table[units_word][v] += units_step;
+            continue;
+        }
         uint32_t word[2] = {0, 0};
         for (int i = p->low_digits - 1; i >= 0; i--) {
             size_t off = p->low0 + (size_t)i;
