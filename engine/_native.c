@@ -819,9 +819,10 @@ shani_supported(void)
  * that passes is recomputed in scalar code and compared in full.
  */
 #define LOW_DIGITS 3
-/* Four when those four share one message word: a group of 16 never crosses
- * a span of 10**4 (1000 leaves the last group 8 lanes short), and the
- * per-span setup runs a tenth as often. */
+/* Four, unless the last three share a message word and the fourth does not
+ * (the lanes would then differ in two words instead of one): a span of 10**4
+ * holds a whole number of 16-lane groups (1000 leaves the last one 8 lanes
+ * short), and the per-span scalar setup runs a tenth as often. */
 #define LOW_DIGITS_ALIGNED 4
 #define LOW_SPAN 10000
 #define MAX_LANES 16
@@ -872,8 +873,8 @@ lane_plan_init(lane_plan *p, const scan_ctx *ctx, uint64_t first, int digits)
 {
     layout_init(&p->lay, ctx, first, digits);
     p->low_digits = digits < LOW_DIGITS ? digits : LOW_DIGITS;
-    if (digits >= LOW_DIGITS_ALIGNED &&
-        (p->lay.digit0 + (size_t)(digits - LOW_DIGITS_ALIGNED)) % 4 == 0) {
+    /* Four unless that moves lanes that differed in one word onto two. */
+    if (digits >= LOW_DIGITS_ALIGNED && (p->lay.digit0 + (size_t)digits - 1) % 4 != 2) {
         p->low_digits = LOW_DIGITS_ALIGNED;
     }
     p->span = 1;
