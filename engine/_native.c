@@ -850,6 +850,7 @@ typedef struct {
     int v0, v1;             /* indexes in msg of the words holding low digits (-1: none) */
     uint32_t msg2[16];      /* PLAN_STRADDLE: the second block, low digits zero */
     uint32_t wk2[64];       /* PLAN_FIXED_SECOND: schedule + constants of the second block */
+    int start_valid;        /* start[] is for the chain and msg[0..r0-1] held: zero it first */
 } high_plan;
 
 static uint32_t
@@ -959,7 +960,13 @@ lane_plan_high(lane_plan *p, const scan_ctx *ctx, uint64_t high, high_plan *hp)
     layout_put_digits(&p->lay, p->lay.digit0, high_digits, high);
     const uint32_t *w = p->lay.w;
     int block = 0;
+    uint32_t old_chain[8], old_msg[16];
+    const int old_r0 = hp->r0;
 
+    if (hp->start_valid) {
+        memcpy(old_chain, hp->chain, sizeof(old_chain));
+        memcpy(old_msg, hp->msg, sizeof(old_msg));
+    }
     memcpy(hp->chain, ctx->mid, sizeof(hp->chain));
     hp->mode = PLAN_ONE;
     if (p->lay.blocks == 2) {
@@ -987,8 +994,15 @@ lane_plan_high(lane_plan *p, const scan_ctx *ctx, uint64_t high, high_plan *hp)
         hp->v1 = -1;
     }
     hp->r0 = hp->v0;
+    /* The words before r0 hold the upper digits, which change once per 10 or
+     * more values of `high`: their rounds are redone only then. */
+    if (hp->start_valid && old_r0 == hp->r0 && memcmp(old_chain, hp->chain, sizeof(old_chain)) == 0 &&
+        memcmp(old_msg, hp->msg, sizeof(uint32_t) * (size_t)hp->r0) == 0) {
+        return;
+    }
     memcpy(hp->start, hp->chain, sizeof(hp->start));
     partial_rounds(hp->start, hp->msg, 0, hp->r0);
+    hp->start_valid = 1;
 }
 
 /*
@@ -1035,7 +1049,8 @@ typedef struct {
     uint32_t k[64];
 } one_consts;
 
-/* Runs once per 1000 nonces: a few percent of the scan before it was trimmed to what is read. */
+/* Runs once per 1000 or 10000 nonces: a few percent of the scan before it was
+ * trimmed to what is read.  c->k is the caller's to fill, once. */
 static void
 one_consts_init(one_consts *c, const high_plan *hp)
 {
@@ -1043,7 +1058,6 @@ one_consts_init(one_consts *c, const high_plan *hp)
     const uint64_t uni = hp->v1 < 0 ? UNIFORM_WORDS1[hp->r0] : UNIFORM_WORDS[hp->r0];
 
     memcpy(c->msg, hp->msg, sizeof(c->msg));
-    memcpy(c->k, K256, sizeof(c->k));
     memcpy(w, hp->msg, sizeof(c->msg));
     for (int t = 0; t < UNIFORM_TERMS_END; t++) {
         if (t >= 16) {
@@ -1776,6 +1790,8 @@ LANES_NAME(scan_segment)(const scan_ctx *ctx, uint64_t first, uint64_t last,
     const lanes_v target_a = V_SET1(ctx->target[0]);
 
     lane_plan_init(&plan, ctx, first, digits);
+    hp.start_valid = 0;
+    memcpy(oc.k, K256, sizeof(oc.k));
     const uint64_t span = plan.span;
     uint64_t n = first;
     for (;;) {
