@@ -25,11 +25,12 @@
  *   "armv8-sha2" ARMv8 SHA-2 instructions,
  *   "portable"   plain C; with GCC or clang four nonces ride in the lanes of
  *                the compiler's generic vectors.
- * The lane kernels share everything but the last three digits across lanes
- * and precompute per 1000 nonces what those digits do not touch (see
- * "Multi-lane vector kernels").  Interleaving a SHA-NI stream into the
- * AVX-512 one was measured and dropped: the legacy-SSE SHA instructions
- * amid 512-bit code cut the throughput some 50x on the development CPU.
+ * The lane kernels share everything but the last three or four digits
+ * across lanes and precompute per 1000 or 10000 nonces what those digits
+ * do not touch (see "Multi-lane vector kernels").  Interleaving a SHA-NI
+ * stream into the AVX-512 one was measured and dropped: the legacy-SSE SHA
+ * instructions amid 512-bit code cut the throughput some 50x on the
+ * development CPU.
  * The hardware paths are compiled with per-function target attributes, so
  * the module loads on any CPU of its architecture; CPUID (and XGETBV: the
  * OS must save the vector registers) or HWCAP pick them at import.
@@ -807,12 +808,13 @@ shani_supported(void)
 #ifdef HAVE_SHANI
 
 /*
- * One lane per nonce.  A segment's nonces are split as high * 1000 + low:
- * the low three digits (fewer for shorter nonces) vary across the lanes of
- * a group, everything else is the same in every lane and for the ~1000
- * nonces sharing `high`.  Per value of `high`, in scalar code and once:
+ * One lane per nonce.  A segment's nonces are split as high * span + low:
+ * the low three or four digits (span 1000 or 10000; fewer for shorter
+ * nonces) vary across the lanes of a group, everything else is the same in
+ * every lane and for the nonces sharing `high`.  Per value of `high`, in scalar code and once:
  * the message words without the low digits, the rounds over the words
- * before the first low digit, and any block that holds no low digit.  Per
+ * before the first low digit (redone only when those words change), and
+ * any block that holds no low digit.  Per
  * group, the lanes' low digits come from a table (one vector load per word
  * they touch), and only the rounds from the first such word on run in the
  * vector units.  A lane's digest is judged by its first word alone; a lane
