@@ -25,11 +25,12 @@
  *   "armv8-sha2" ARMv8 SHA-2 instructions,
  *   "portable"   plain C; with GCC or clang four nonces ride in the lanes of
  *                the compiler's generic vectors.
- * The lane kernels share everything but the last three digits across lanes
- * and precompute per 1000 nonces what those digits do not touch (see
- * "Multi-lane vector kernels").  Interleaving a SHA-NI stream into the
- * AVX-512 one was measured and dropped: the legacy-SSE SHA instructions
- * amid 512-bit code cut the throughput some 50x on the development CPU.
+ * The lane kernels share everything but the last three or four digits
+ * across lanes and precompute per 1000 or 10000 nonces what those digits
+ * do not touch (see "Multi-lane vector kernels").  Interleaving a SHA-NI
+ * stream into the AVX-512 one was measured and dropped: the legacy-SSE SHA
+ * instructions amid 512-bit code cut the throughput some 50x on the
+ * development CPU.
  * The hardware paths are compiled with per-function target attributes, so
  * the module loads on any CPU of its architecture; CPUID (and XGETBV: the
  * OS must save the vector registers) or HWCAP pick them at import.
@@ -807,25 +808,31 @@ shani_supported(void)
 #ifdef HAVE_SHANI
 
 /*
- * One lane per nonce.  A segment's nonces are split as high * 1000 + low:
- * the low three digits (fewer for shorter nonces) vary across the lanes of
- * a group, everything else is the same in every lane and for the ~1000
- * nonces sharing `high`.  Per value of `high`, in scalar code and once:
+ * One lane per nonce.  A segment's nonces are split as high * span + low:
+ * the low three or four digits (span 1000 or 10000; fewer for shorter
+ * nonces) vary across the lanes of a group, everything else is the same in
+ * every lane and for the nonces sharing `high`.  Per value of `high`, in scalar code and once:
  * the message words without the low digits, the rounds over the words
- * before the first low digit, and any block that holds no low digit.  Per
+ * before the first low digit (redone only when those words change), and
+ * any block that holds no low digit.  Per
  * group, the lanes' low digits come from a table (one vector load per word
  * they touch), and only the rounds from the first such word on run in the
  * vector units.  A lane's digest is judged by its first word alone; a lane
  * that passes is recomputed in scalar code and compared in full.
  */
 #define LOW_DIGITS 3
-#define LOW_SPAN 1000
+/* Four, unless the last three share a message word and the fourth does not
+ * (the lanes would then differ in two words instead of one): a span of 10**4
+ * holds a whole number of 16-lane groups (1000 leaves the last one 8 lanes
+ * short), and the per-span scalar setup runs a tenth as often. */
+#define LOW_DIGITS_ALIGNED 4
+#define LOW_SPAN 10000
 #define MAX_LANES 16
 
 /* Where a segment's low digits sit and what they contribute, per value. */
 typedef struct {
     layout lay;             /* the message; low digit bytes kept zero */
-    int low_digits;         /* D = min(L, LOW_DIGITS) */
+    int low_digits;         /* D = min(L, LOW_DIGITS), or LOW_DIGITS_ALIGNED */
     uint64_t span;          /* 10**D */
     size_t low0;            /* message offset of the first low digit */
     int w0, w1;             /* message words (0..31) holding low digits */
@@ -845,6 +852,7 @@ typedef struct {
     int v0, v1;             /* indexes in msg of the words holding low digits (-1: none) */
     uint32_t msg2[16];      /* PLAN_STRADDLE: the second block, low digits zero */
     uint32_t wk2[64];       /* PLAN_FIXED_SECOND: schedule + constants of the second block */
+    int start_valid;        /* start[] is for the chain and msg[0..r0-1] held: zero it first */
 } high_plan;
 
 static uint32_t
@@ -868,6 +876,10 @@ lane_plan_init(lane_plan *p, const scan_ctx *ctx, uint64_t first, int digits)
 {
     layout_init(&p->lay, ctx, first, digits);
     p->low_digits = digits < LOW_DIGITS ? digits : LOW_DIGITS;
+    /* Four unless that moves lanes that differed in one word onto two. */
+    if (digits >= LOW_DIGITS_ALIGNED && (p->lay.digit0 + (size_t)digits - 1) % 4 != 2) {
+        p->low_digits = LOW_DIGITS_ALIGNED;
+    }
     p->span = 1;
     for (int i = 0; i < p->low_digits; i++) {
         p->span *= 10;
@@ -878,8 +890,18 @@ lane_plan_init(lane_plan *p, const scan_ctx *ctx, uint64_t first, int digits)
     for (size_t i = 0; i < (size_t)p->low_digits; i++) {
         MSG_BYTE(&p->lay, p->low0 + i) = 0;
     }
+    /* From x - 1 to x only the units digit steps up by one, unless x ends in 0. */
+    const size_t units = p->low0 + (size_t)p->low_digits - 1;
+    const int units_word = (int)(units / 4) != p->w0;
+    const uint32_t units_step = digit_bits(units, 1) - digit_bits(units, 0);
     for (uint64_t v = 0; v < p->span + MAX_LANES; v++) {
         uint64_t x = v % p->span;
+        if (x % 10 != 0) {
+            p->table[0][v] = p->table[0][v - 1];
+            p->table[1][v] = p->table[1][v - 1];
+            p->table[units_word][v] += units_step;
+            continue;
+        }
         uint32_t word[2] = {0, 0};
         for (int i = p->low_digits - 1; i >= 0; i--) {
             size_t off = p->low0 + (size_t)i;
@@ -940,7 +962,13 @@ lane_plan_high(lane_plan *p, const scan_ctx *ctx, uint64_t high, high_plan *hp)
     layout_put_digits(&p->lay, p->lay.digit0, high_digits, high);
     const uint32_t *w = p->lay.w;
     int block = 0;
+    uint32_t old_chain[8], old_msg[16];
+    const int old_r0 = hp->r0;
 
+    if (hp->start_valid) {
+        memcpy(old_chain, hp->chain, sizeof(old_chain));
+        memcpy(old_msg, hp->msg, sizeof(old_msg));
+    }
     memcpy(hp->chain, ctx->mid, sizeof(hp->chain));
     hp->mode = PLAN_ONE;
     if (p->lay.blocks == 2) {
@@ -968,24 +996,39 @@ lane_plan_high(lane_plan *p, const scan_ctx *ctx, uint64_t high, high_plan *hp)
         hp->v1 = -1;
     }
     hp->r0 = hp->v0;
+    /* The words before r0 hold the upper digits, which change once per 10 or
+     * more values of `high`: their rounds are redone only then. */
+    if (hp->start_valid && old_r0 == hp->r0 && memcmp(old_chain, hp->chain, sizeof(old_chain)) == 0 &&
+        memcmp(old_msg, hp->msg, sizeof(uint32_t) * (size_t)hp->r0) == 0) {
+        return;
+    }
     memcpy(hp->start, hp->chain, sizeof(hp->start));
     partial_rounds(hp->start, hp->msg, 0, hp->r0);
+    hp->start_valid = 1;
 }
 
 /*
  * UNIFORM_WORDS[r]: bit t set when schedule word t is the same in every lane
  * while only message words r and r + 1 hold low digits, i.e. for t < 16
  * t is neither, and for t >= 16 all four words W[t] is made of (t-2, t-7,
- * t-15, t-16) are uniform.  A constant table so that the specialised rounds
- * fold it at compile time.  No bit above 21 is set, so no word past
- * UNIFORM_TERMS_END has a uniform term.
+ * t-15, t-16) are uniform.  UNIFORM_WORDS1[r]: the same when the low digits
+ * all sit in word r (a third of the words past 16 stay uniform instead of
+ * none: measured some 4% fewer vector instructions).  Constant tables so that
+ * the specialised rounds fold them at compile time.  No bit above 25 is set,
+ * so no word past UNIFORM_TERMS_END has a uniform term.
  */
-#define UNIFORM_TERMS_END 38 /* 21 + 16 + 1 */
+#define UNIFORM_TERMS_END 42 /* 25 + 16 + 1 */
 static const uint64_t UNIFORM_WORDS[16] = {
     0x000000000000fffcULL, 0x000000000000fff9ULL, 0x000000000001fff3ULL, 0x000000000003ffe7ULL,
     0x000000000007ffcfULL, 0x00000000000fff9fULL, 0x00000000001fff3fULL, 0x00000000003ffe7fULL,
     0x00000000002afcffULL, 0x000000000000f9ffULL, 0x000000000001f3ffULL, 0x000000000003e7ffULL,
     0x000000000007cfffULL, 0x00000000000a9fffULL, 0x0000000000003fffULL, 0x0000000000157fffULL,
+};
+static const uint64_t UNIFORM_WORDS1[16] = {
+    0x00000000002afffeULL, 0x000000000000fffdULL, 0x000000000001fffbULL, 0x000000000003fff7ULL,
+    0x000000000007ffefULL, 0x00000000000fffdfULL, 0x00000000001fffbfULL, 0x00000000003fff7fULL,
+    0x00000000007ffeffULL, 0x00000000002afdffULL, 0x000000000055fbffULL, 0x0000000000abf7ffULL,
+    0x000000000157efffULL, 0x0000000002afdfffULL, 0x00000000000abfffULL, 0x0000000000157fffULL,
 };
 
 #define IS_UNIFORM(mask, t) (((mask) >> (t)) & 1u)
@@ -1008,15 +1051,15 @@ typedef struct {
     uint32_t k[64];
 } one_consts;
 
-/* Runs once per 1000 nonces: a few percent of the scan before it was trimmed to what is read. */
+/* Runs once per 1000 or 10000 nonces: a few percent of the scan before it was
+ * trimmed to what is read.  c->k is the caller's to fill, once. */
 static void
 one_consts_init(one_consts *c, const high_plan *hp)
 {
     uint32_t w[UNIFORM_TERMS_END], s0[UNIFORM_TERMS_END], s1[UNIFORM_TERMS_END];
-    const uint64_t uni = UNIFORM_WORDS[hp->r0];
+    const uint64_t uni = hp->v1 < 0 ? UNIFORM_WORDS1[hp->r0] : UNIFORM_WORDS[hp->r0];
 
     memcpy(c->msg, hp->msg, sizeof(c->msg));
-    memcpy(c->k, K256, sizeof(c->k));
     memcpy(w, hp->msg, sizeof(c->msg));
     for (int t = 0; t < UNIFORM_TERMS_END; t++) {
         if (t >= 16) {
@@ -1103,7 +1146,9 @@ typedef __m512i avx512_v;
 #define V_ROR(x, n) _mm512_ror_epi32((x), (n))
 #define V_SHR(x, n) _mm512_srli_epi32((x), (n))
 #define V_XOR3(a, b, c) _mm512_ternarylogic_epi32((a), (b), (c), 0x96)
-#define V_CH(e, f, g) _mm512_ternarylogic_epi32((e), (f), (g), 0xCA)
+/* g first: vpternlogd overwrites its first source, and g is the input most
+ * often dead after CH (the rounds add it into the next h + W + K first). */
+#define V_CH(e, f, g) _mm512_ternarylogic_epi32((g), (e), (f), 0xB8)
 #define V_MAJ(a, b, c) _mm512_ternarylogic_epi32((a), (b), (c), 0xE8)
 #define V_LE_MASK(x, t) ((unsigned)_mm512_cmple_epu32_mask((x), (t)))
 #define ENGINE_LANES_TEMPLATE
@@ -1528,6 +1573,13 @@ PyInit__native(void)
  * LANES_N, LANES_TARGET, LANES_NAME, lanes_v and the V_* operations defined
  * (see "Multi-lane vector kernels" above).
  */
+/* Keeps the compiler from re-associating a sum through this value (an add
+ * tree is otherwise flattened and h + W + K re-split around CH). */
+#if defined(__GNUC__) || defined(__clang__)
+#define LANES_OPAQUE(x) __asm__("" : "+v"(x))
+#else
+#define LANES_OPAQUE(x) ((void)0)
+#endif
 #define V_BSIG0(x) V_XOR3(V_ROR((x), 2), V_ROR((x), 13), V_ROR((x), 22))
 #define V_BSIG1(x) V_XOR3(V_ROR((x), 6), V_ROR((x), 11), V_ROR((x), 25))
 #define V_SSIG0(x) V_XOR3(V_ROR((x), 7), V_ROR((x), 18), V_SHR((x), 3))
@@ -1595,21 +1647,66 @@ LANES_NAME(fixed_block_a)(const lanes_v chain[8], const uint32_t wk[64])
 }
 
 /*
+ * W[t] + K[t] of the one-block rounds (t > R), W[t] also left in w[t & 15]
+ * when it varies: a uniform word is one broadcast, and of a varying one
+ * only the terms that vary are vector work (the rest is c->part[t]).
+ * `uni` and `t` are constants once the rounds are unrolled, so all of the
+ * choice folds away.
+ */
+static ALWAYS_INLINE LANES_TARGET lanes_v
+LANES_NAME(one_wk)(const one_consts *c, lanes_v w[16], const uint64_t uni, const int t)
+{
+    if (IS_UNIFORM(uni, t)) {
+        return V_SET1(c->wk[t]);
+    }
+    if (t >= 16) {
+        lanes_v x = V_SET1(0);
+        int have = 0;
+#define LANES_ACC(term)                                                      \
+    do {                                                                     \
+        x = have ? V_ADD(x, (term)) : (term);                                \
+        have = 1;                                                            \
+    } while (0)
+        if (!IS_UNIFORM(uni, t - 2)) {
+            LANES_ACC(V_SSIG1(w[(t - 2) & 15]));
+        }
+        if (!IS_UNIFORM(uni, t - 7)) {
+            LANES_ACC(w[(t - 7) & 15]);
+        }
+        if (!IS_UNIFORM(uni, t - 15)) {
+            LANES_ACC(V_SSIG0(w[(t - 15) & 15]));
+        }
+        if (!IS_UNIFORM(uni, t - 16)) {
+            LANES_ACC(w[(t - 16) & 15]);
+        }
+        if (t < UNIFORM_TERMS_END && (IS_UNIFORM(uni, t - 2) | IS_UNIFORM(uni, t - 7) |
+                                      IS_UNIFORM(uni, t - 15) | IS_UNIFORM(uni, t - 16))) {
+            LANES_ACC(V_SET1(c->part[t]));
+        }
+#undef LANES_ACC
+        w[t & 15] = x;
+    }
+    return V_ADD(w[t & 15], V_SET1(c->k[t]));
+}
+
+/*
  * The one-block case (nearly every layout) with R = r0 a compile-time
  * constant: the rounds before R vanish from the code (rather than being
  * skipped at run time: ~25% faster on AVX-512), round R is the scalar one
  * of one_consts, and the schedule folds its uniform words and terms.
- * lo0 and lo1 are the lanes' low digits in words R and R + 1 (lo1 zero
- * when none fall there).  Returns the digest's first word.
+ * lo0 and lo1 are the lanes' low digits in words R and R + 1; with SINGLE
+ * (also a constant) they all sit in word R and lo1 is not read.  Returns
+ * the digest's first word.
  */
 static ALWAYS_INLINE LANES_TARGET lanes_v
-LANES_NAME(one_block_a)(const one_consts *c, lanes_v chain0, lanes_v lo0, lanes_v lo1, const int R)
+LANES_NAME(one_block_a)(const one_consts *c, lanes_v chain0, lanes_v lo0, lanes_v lo1, const int R,
+                        const int SINGLE)
 {
-    const uint64_t uni = UNIFORM_WORDS[R];
+    const uint64_t uni = SINGLE ? UNIFORM_WORDS1[R] : UNIFORM_WORDS[R];
     lanes_v w[16], s[8];
 
     w[R & 15] = V_ADD(V_SET1(c->msg[R & 15]), lo0);
-    if (R + 1 < 16) {
+    if (R + 1 < 16 && !SINGLE) {
         w[(R + 1) & 15] = V_ADD(V_SET1(c->msg[(R + 1) & 15]), lo1);
     }
     for (int i = 0; i < 8; i++) {
@@ -1617,50 +1714,25 @@ LANES_NAME(one_block_a)(const one_consts *c, lanes_v chain0, lanes_v lo0, lanes_
     }
     s[(0 - (R + 1)) & 7] = V_ADD(s[(0 - (R + 1)) & 7], lo0);
     s[(4 - (R + 1)) & 7] = V_ADD(s[(4 - (R + 1)) & 7], lo0);
+    /* h + W + K of the next round is added one round early, while g (the next
+     * round's h) is still live for CH anyway: CH may then overwrite g's
+     * register instead of a copy of it (vpternlogd writes its first source),
+     * and the add leaves the chain from e to the next e. */
+    lanes_v hk = V_ADD(s[(7 - (R + 1)) & 7], LANES_NAME(one_wk)(c, w, uni, R + 1));
 #pragma GCC unroll 64
     for (int t = R + 1; t < 64; t++) {
-        lanes_v wk;
-        if (IS_UNIFORM(uni, t)) {
-            wk = V_SET1(c->wk[t]);
-        }
-        else {
-            if (t >= 16) {
-                /* Sum of the non-uniform terms, plus the uniform ones' sum if any
-                 * (all of it folds at compile time: no add of a zero). */
-                lanes_v x = V_SET1(0);
-                int have = 0;
-#define LANES_ACC(term)                                                      \
-    do {                                                                     \
-        x = have ? V_ADD(x, (term)) : (term);                                \
-        have = 1;                                                            \
-    } while (0)
-                if (!IS_UNIFORM(uni, t - 2)) {
-                    LANES_ACC(V_SSIG1(w[(t - 2) & 15]));
-                }
-                if (!IS_UNIFORM(uni, t - 7)) {
-                    LANES_ACC(w[(t - 7) & 15]);
-                }
-                if (!IS_UNIFORM(uni, t - 15)) {
-                    LANES_ACC(V_SSIG0(w[(t - 15) & 15]));
-                }
-                if (!IS_UNIFORM(uni, t - 16)) {
-                    LANES_ACC(w[(t - 16) & 15]);
-                }
-                if (t < UNIFORM_TERMS_END && (IS_UNIFORM(uni, t - 2) | IS_UNIFORM(uni, t - 7) |
-                                              IS_UNIFORM(uni, t - 15) | IS_UNIFORM(uni, t - 16))) {
-                    LANES_ACC(V_SET1(c->part[t]));
-                }
-#undef LANES_ACC
-                w[t & 15] = x;
-            }
-            wk = V_ADD(w[t & 15], V_SET1(c->k[t]));
-        }
         lanes_v a = s[(0 - t) & 7], b = s[(1 - t) & 7], cc = s[(2 - t) & 7];
         lanes_v d = s[(3 - t) & 7], e = s[(4 - t) & 7], f = s[(5 - t) & 7];
-        lanes_v g = s[(6 - t) & 7], h = s[(7 - t) & 7];
-        lanes_v t1 = V_ADD(V_ADD(h, V_BSIG1(e)), V_ADD(V_CH(e, f, g), wk));
+        lanes_v g = s[(6 - t) & 7];
+        lanes_v hk_next = hk;
+        if (t + 1 < 64) {
+            hk_next = V_ADD(g, LANES_NAME(one_wk)(c, w, uni, t + 1));
+            LANES_OPAQUE(hk_next);
+        }
+        lanes_v t1 = V_ADD(hk, V_ADD(V_BSIG1(e), V_CH(e, f, g)));
         s[(3 - t) & 7] = V_ADD(d, t1);
         s[(7 - t) & 7] = V_ADD(t1, V_ADD(V_BSIG0(a), V_MAJ(a, b, cc)));
+        hk = hk_next;
     }
     return V_ADD(chain0, s[0]);
 }
@@ -1669,7 +1741,12 @@ LANES_NAME(one_block_a)(const one_consts *c, lanes_v chain0, lanes_v lo0, lanes_
     static LANES_TARGET __attribute__((noinline)) lanes_v                    \
     LANES_NAME(one_##R)(const one_consts *c, lanes_v chain0, lanes_v lo0, lanes_v lo1) \
     {                                                                        \
-        return LANES_NAME(one_block_a)(c, chain0, lo0, lo1, R);              \
+        return LANES_NAME(one_block_a)(c, chain0, lo0, lo1, R, 0);           \
+    }                                                                        \
+    static LANES_TARGET __attribute__((noinline)) lanes_v                    \
+    LANES_NAME(one1_##R)(const one_consts *c, lanes_v chain0, lanes_v lo0, lanes_v lo1) \
+    {                                                                        \
+        return LANES_NAME(one_block_a)(c, chain0, lo0, lo1, R, 1);           \
     }
 LANES_ONE_BLOCK(0)
 LANES_ONE_BLOCK(1)
@@ -1696,6 +1773,14 @@ static lanes_v (*const LANES_NAME(one_by_r0)[16])(const one_consts *, lanes_v, l
     LANES_NAME(one_12), LANES_NAME(one_13), LANES_NAME(one_14), LANES_NAME(one_15),
 };
 
+/* The same when the low digits all sit in one word. */
+static lanes_v (*const LANES_NAME(one1_by_r0)[16])(const one_consts *, lanes_v, lanes_v, lanes_v) = {
+    LANES_NAME(one1_0), LANES_NAME(one1_1), LANES_NAME(one1_2), LANES_NAME(one1_3),
+    LANES_NAME(one1_4), LANES_NAME(one1_5), LANES_NAME(one1_6), LANES_NAME(one1_7),
+    LANES_NAME(one1_8), LANES_NAME(one1_9), LANES_NAME(one1_10), LANES_NAME(one1_11),
+    LANES_NAME(one1_12), LANES_NAME(one1_13), LANES_NAME(one1_14), LANES_NAME(one1_15),
+};
+
 static LANES_TARGET int
 LANES_NAME(scan_segment)(const scan_ctx *ctx, uint64_t first, uint64_t last,
                          int digits, uint64_t *found)
@@ -1707,6 +1792,8 @@ LANES_NAME(scan_segment)(const scan_ctx *ctx, uint64_t first, uint64_t last,
     const lanes_v target_a = V_SET1(ctx->target[0]);
 
     lane_plan_init(&plan, ctx, first, digits);
+    hp.start_valid = 0;
+    memcpy(oc.k, K256, sizeof(oc.k));
     const uint64_t span = plan.span;
     uint64_t n = first;
     for (;;) {
@@ -1726,7 +1813,8 @@ LANES_NAME(scan_segment)(const scan_ctx *ctx, uint64_t first, uint64_t last,
         }
         const lanes_v v0_base = base[hp.v0];
         const lanes_v v1_base = hp.v1 >= 0 ? base[hp.v1] : base[hp.v0];
-        lanes_v (*const one)(const one_consts *, lanes_v, lanes_v, lanes_v) = LANES_NAME(one_by_r0)[hp.r0];
+        lanes_v (*const one)(const one_consts *, lanes_v, lanes_v, lanes_v) =
+            hp.v1 < 0 ? LANES_NAME(one1_by_r0)[hp.r0] : LANES_NAME(one_by_r0)[hp.r0];
         const lanes_v zero = V_SET1(0);
         if (hp.mode == PLAN_ONE) {
             one_consts_init(&oc, &hp);
@@ -1789,6 +1877,7 @@ LANES_NAME(scan_segment)(const scan_ctx *ctx, uint64_t first, uint64_t last,
     }
 }
 
+#undef LANES_OPAQUE
 #undef V_BSIG0
 #undef V_BSIG1
 #undef V_SSIG0
