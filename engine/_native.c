@@ -212,18 +212,13 @@ below_target(const uint32_t *h, const uint32_t *t)
 #define CH(x, y, z) (((x) & ((y) ^ (z))) ^ (z))
 #define MAJ(x, y, z) (((x) & (y)) | ((z) & ((x) | (y))))
 
+/* Rounds first..end-1 of one block over w[0..end-1], no feed-forward. */
 static void
-portable_compress(uint32_t state[8], const uint32_t block[16])
+partial_rounds(uint32_t st[8], const uint32_t *w, int first, int end)
 {
-    uint32_t w[64];
-    uint32_t a = state[0], b = state[1], c = state[2], d = state[3];
-    uint32_t e = state[4], f = state[5], g = state[6], h = state[7];
-
-    memcpy(w, block, 64);
-    for (int t = 16; t < 64; t++) {
-        w[t] = SSIG1(w[t - 2]) + w[t - 7] + SSIG0(w[t - 15]) + w[t - 16];
-    }
-    for (int t = 0; t < 64; t++) {
+    uint32_t a = st[0], b = st[1], c = st[2], d = st[3];
+    uint32_t e = st[4], f = st[5], g = st[6], h = st[7];
+    for (int t = first; t < end; t++) {
         uint32_t t1 = h + BSIG1(e) + CH(e, f, g) + K256[t] + w[t];
         uint32_t t2 = BSIG0(a) + MAJ(a, b, c);
         h = g;
@@ -235,14 +230,31 @@ portable_compress(uint32_t state[8], const uint32_t block[16])
         b = a;
         a = t1 + t2;
     }
-    state[0] += a;
-    state[1] += b;
-    state[2] += c;
-    state[3] += d;
-    state[4] += e;
-    state[5] += f;
-    state[6] += g;
-    state[7] += h;
+    st[0] = a;
+    st[1] = b;
+    st[2] = c;
+    st[3] = d;
+    st[4] = e;
+    st[5] = f;
+    st[6] = g;
+    st[7] = h;
+}
+
+static void
+portable_compress(uint32_t state[8], const uint32_t block[16])
+{
+    uint32_t w[64];
+    uint32_t st[8];
+
+    memcpy(w, block, 64);
+    for (int t = 16; t < 64; t++) {
+        w[t] = SSIG1(w[t - 2]) + w[t - 7] + SSIG0(w[t - 15]) + w[t - 16];
+    }
+    memcpy(st, state, sizeof st);
+    partial_rounds(st, w, 0, 64);
+    for (int i = 0; i < 8; i++) {
+        state[i] += st[i];
+    }
 }
 
 typedef void (*compress_fn)(uint32_t state[8], const uint32_t block[16]);
@@ -913,33 +925,6 @@ lane_plan_init(lane_plan *p, const scan_ctx *ctx, uint64_t first, int digits)
     }
 }
 
-/* Rounds first..end-1 (end <= 16) of one block, no feed-forward. */
-static void
-partial_rounds(uint32_t st[8], const uint32_t w[16], int first, int end)
-{
-    uint32_t a = st[0], b = st[1], c = st[2], d = st[3];
-    uint32_t e = st[4], f = st[5], g = st[6], h = st[7];
-    for (int t = first; t < end; t++) {
-        uint32_t t1 = h + BSIG1(e) + CH(e, f, g) + K256[t] + w[t];
-        uint32_t t2 = BSIG0(a) + MAJ(a, b, c);
-        h = g;
-        g = f;
-        f = e;
-        e = d + t1;
-        d = c;
-        c = b;
-        b = a;
-        a = t1 + t2;
-    }
-    st[0] = a;
-    st[1] = b;
-    st[2] = c;
-    st[3] = d;
-    st[4] = e;
-    st[5] = f;
-    st[6] = g;
-    st[7] = h;
-}
 
 static void
 schedule_constants(const uint32_t block[16], uint32_t wk[64])
