@@ -212,6 +212,16 @@ below_target(const uint32_t *h, const uint32_t *t)
 #define CH(x, y, z) (((x) & ((y) ^ (z))) ^ (z))
 #define MAJ(x, y, z) (((x) & (y)) | ((z) & ((x) | (y))))
 
+/* The 64-word message schedule of one block. */
+static void
+expand_schedule(const uint32_t block[16], uint32_t w[64])
+{
+    memcpy(w, block, 64);
+    for (int t = 16; t < 64; t++) {
+        w[t] = SSIG1(w[t - 2]) + w[t - 7] + SSIG0(w[t - 15]) + w[t - 16];
+    }
+}
+
 /* Rounds first..end-1 of one block over w[0..end-1], no feed-forward. */
 static void
 partial_rounds(uint32_t st[8], const uint32_t *w, int first, int end)
@@ -246,10 +256,7 @@ portable_compress(uint32_t state[8], const uint32_t block[16])
     uint32_t w[64];
     uint32_t st[8];
 
-    memcpy(w, block, 64);
-    for (int t = 16; t < 64; t++) {
-        w[t] = SSIG1(w[t - 2]) + w[t - 7] + SSIG0(w[t - 15]) + w[t - 16];
-    }
+    expand_schedule(block, w);
     memcpy(st, state, sizeof st);
     partial_rounds(st, w, 0, 64);
     for (int i = 0; i < 8; i++) {
@@ -393,10 +400,7 @@ static void
 schedule_with_constants(const uint32_t block[16], uint32_t wk[64])
 {
     uint32_t w[64];
-    memcpy(w, block, 64);
-    for (int t = 16; t < 64; t++) {
-        w[t] = SSIG1(w[t - 2]) + w[t - 7] + SSIG0(w[t - 15]) + w[t - 16];
-    }
+    expand_schedule(block, w);
     for (int t = 0; t < 64; t++) {
         wk[t] = w[t] + K256[t];
     }
@@ -925,20 +929,6 @@ lane_plan_init(lane_plan *p, const scan_ctx *ctx, uint64_t first, int digits)
     }
 }
 
-
-static void
-schedule_constants(const uint32_t block[16], uint32_t wk[64])
-{
-    uint32_t w[64];
-    memcpy(w, block, 64);
-    for (int t = 16; t < 64; t++) {
-        w[t] = SSIG1(w[t - 2]) + w[t - 7] + SSIG0(w[t - 15]) + w[t - 16];
-    }
-    for (int t = 0; t < 64; t++) {
-        wk[t] = w[t] + K256[t];
-    }
-}
-
 /* Fill `hp` for the nonces high * span + [0, span). */
 static void
 lane_plan_high(lane_plan *p, const scan_ctx *ctx, uint64_t high, high_plan *hp)
@@ -964,7 +954,7 @@ lane_plan_high(lane_plan *p, const scan_ctx *ctx, uint64_t high, high_plan *hp)
         }
         else if (p->w1 < 16) {
             hp->mode = PLAN_FIXED_SECOND;
-            schedule_constants(w + 16, hp->wk2);
+            schedule_with_constants(w + 16, hp->wk2);
         }
         else {
             hp->mode = PLAN_STRADDLE;
