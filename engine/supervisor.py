@@ -31,7 +31,12 @@ it held would block the others. The pool is torn down, so the next search
 starts a fresh one. Stillness counts only time the supervisor itself ran: a
 pause of the whole pool (`docker pause`, a starved machine) is no stall.
 
-Workers are started with "spawn" (never fork from a threaded process) and
+Workers are forked when the caller's process has no other thread (a
+provider at start-up: a worker is then ready in milliseconds, with nothing
+to import) and spawned otherwise, as a fork copies only the calling thread
+and a lock another thread held would stay held in the child. A forked
+worker first forgets what is its parent's (every file descriptor but its
+pipe, the parent event loop's signal wiring). Either way workers
 stay alive between searches; start() is all or nothing; close() joins them
 with a deadline, then terminates, then kills.
 """
@@ -59,6 +64,7 @@ from engine.worker import CANCEL, HASHES, JOB, NEXT_CHUNK, NO_STOP, STOP_CHUNK, 
 log = logging.getLogger(__name__)
 
 START_METHOD = "spawn"
+"""How workers start when the process has other threads (see `pool_start_method`)."""
 # Longest time a worker scans before it looks at the stop flags again.
 SLICE_SECONDS = 0.005
 # A chunk is the unit of claiming; after a find, workers finish at most one
@@ -84,6 +90,14 @@ WATCH_STEP_SECONDS = 0.25
 
 
 _main_swap = threading.Lock()
+
+
+def pool_start_method() -> str:
+    """How a pool started now from this thread starts its workers: "fork" when
+    this process has no other thread (on Linux), else START_METHOD."""
+    if sys.platform.startswith("linux") and threading.active_count() == 1:
+        return "fork"
+    return START_METHOD
 
 
 @contextlib.contextmanager
@@ -160,7 +174,7 @@ class Supervisor:
             raise ValueError(f"stall_seconds must be a positive number, got {stall_seconds!r}")
         self._stall_seconds = stall_seconds
         self._kernel: Kernel = choose_kernel(kernel)
-        self._ctx = multiprocessing.get_context("spawn")  # START_METHOD, spelled out for the type checker
+        self._start_method = START_METHOD  # of the running pool; chosen at each start()
         self._state_lock = threading.Lock()  # guards start/close
         self._search_lock = threading.Lock()  # one search at a time
         self._cancel = threading.Event()
@@ -181,6 +195,11 @@ class Supervisor:
     def workers(self) -> int:
         """Number of worker processes."""
         return self._workers
+
+    @property
+    def start_method(self) -> str:
+        """How the running (or last) pool's workers were started: "fork" or "spawn"."""
+        return self._start_method
 
     @property
     def kernel(self) -> str:
@@ -212,17 +231,19 @@ class Supervisor:
             if self._procs:
                 return
             began = time.perf_counter()
+            method = pool_start_method()
+            ctx = multiprocessing.get_context(method)
             procs: list[Any] = []
             conns: list[Connection] = []
             try:
-                shared = self._ctx.RawArray("q", HASHES + self._workers)
-                lock = self._ctx.Lock()
+                shared = ctx.RawArray("q", HASHES + self._workers)
+                lock = ctx.Lock()
                 for index in range(self._workers):
-                    parent_end, child_end = self._ctx.Pipe(duplex=True)
+                    parent_end, child_end = ctx.Pipe(duplex=True)
                     try:
-                        proc = self._ctx.Process(
+                        proc = ctx.Process(
                             target=worker_main,
-                            args=(child_end, shared, lock, index, SLICE_SECONDS),
+                            args=(child_end, shared, lock, index, SLICE_SECONDS, method == "fork"),
                             name=f"engine-worker-{index}",
                             daemon=True,
                         )
@@ -244,9 +265,10 @@ class Supervisor:
                 raise
             self._shared, self._lock, self._procs, self._conns = shared, lock, procs, conns
             self._ready = set()
+            self._start_method = method
             log.info(
                 "engine: started %d %s workers (kernel %s) in %.0f ms",
-                self._workers, START_METHOD, self._kernel.name, (time.perf_counter() - began) * 1e3,
+                self._workers, method, self._kernel.name, (time.perf_counter() - began) * 1e3,
             )
 
     def cancel(self) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import time
 from multiprocessing.connection import Connection
 from typing import Any
@@ -23,8 +24,12 @@ NO_STOP = 2**63 - 1
 _MIN_SLICE = 64
 
 
-def worker_main(conn: Connection, shared: Any, lock: Any, index: int, slice_seconds: float) -> None:
+def worker_main(
+    conn: Connection, shared: Any, lock: Any, index: int, slice_seconds: float, forked: bool = False
+) -> None:
     """Serve jobs from `conn` until it closes or a None arrives."""
+    if forked:
+        _forget_parent(conn)
     # Ctrl-C belongs to the parent, which then closes the pool in order.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     parent = os.getppid()
@@ -49,6 +54,31 @@ def worker_main(conn: Connection, shared: Any, lock: Any, index: int, slice_seco
         if found is not None:
             conn.send(("found", job_id, found))
         conn.send(("done", job_id, hashes))
+
+
+def _forget_parent(conn: Connection) -> None:
+    """In a forked worker: drop what belongs to the parent.
+
+    Its event loop's signal wiring (a signal here must not be written into
+    the parent loop's wake-up pipe), and its sockets: the supervisor's ends of
+    the workers' pipes (socket pairs), held here a worker would never see the
+    end of file it exits on; an app server's listening socket and
+    connections, which would stay open after the server closed them. Plain
+    pipes stay: one of them is how the supervisor sees this process end.
+    """
+    signal.set_wakeup_fd(-1)
+    for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD, signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(signum, signal.SIG_DFL)
+    keep = conn.fileno()
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd <= 2 or fd == keep:
+            continue
+        try:
+            if stat.S_ISSOCK(os.fstat(fd).st_mode):
+                os.close(fd)
+        except OSError:  # the listing's own descriptor, closed by now
+            pass
 
 
 def _run_job(

@@ -28,6 +28,7 @@ from golem_task_api.proto.golem_task_api_grpc import ProviderAppStub, RequestorA
 log = logging.getLogger("golem_task_api.client")
 
 HEALTH_POLL_INTERVAL = 0.1
+FIRST_HEALTH_POLL_PAUSE = 0.005
 # How long a client waits for a freshly started service to answer SERVING.
 CONNECTION_TIMEOUT = 15.0
 HEALTH_TIMEOUT = CONNECTION_TIMEOUT
@@ -104,9 +105,14 @@ async def wait_until_serving(
     timeout: float = HEALTH_TIMEOUT,
     poll_interval: float = HEALTH_POLL_INTERVAL,
 ) -> None:
-    """Poll grpc.health.v1.Health/Check("") until SERVING; raise ServiceNotReadyError otherwise."""
+    """Poll grpc.health.v1.Health/Check("") until SERVING; raise ServiceNotReadyError otherwise.
+
+    The pause between polls starts short and doubles up to ``poll_interval``:
+    a server forked from a process that has imported the app serves within
+    a few milliseconds, and a fixed pause would be most of its start."""
     stub = HealthStub(channel)
     deadline = time.monotonic() + timeout
+    pause = min(FIRST_HEALTH_POLL_PAUSE, poll_interval)
     while True:
         if not service.running():
             raise ServiceNotReadyError("the service exited before it answered the health check")
@@ -121,7 +127,8 @@ async def wait_until_serving(
             channel.close()
         if time.monotonic() >= deadline:
             raise ServiceNotReadyError(f"no SERVING health check answer within {timeout} s")
-        await asyncio.sleep(poll_interval)
+        await asyncio.sleep(pause)
+        pause = min(2 * pause, poll_interval)
 
 
 class AppClient(abc.ABC):

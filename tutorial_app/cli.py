@@ -348,6 +348,10 @@ async def _drive(run: TaskRun) -> int:
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
+            if received:
+                # Stopping is done: another signal (an impatient second Ctrl-C)
+                # must not turn the orderly exit into a KeyboardInterrupt.
+                signal.signal(signum, signal.SIG_IGN)
     return EXIT_OK
 
 

@@ -8,7 +8,14 @@ app's entrypoint once, then forks a child per server start, which runs
 ``tutorial_app.entrypoint.main`` with the argv it was given.
 
 The fork server is single-threaded and runs no event loop, so forking it is
-safe. It is the parent of every server it forks: it reaps them, reports
+safe. A node that is itself single-threaded, which is every node at the
+moment it opens its servers, forks the fork server from itself rather than
+starting an interpreter: it has imported the app already, so the fork
+server is ready in milliseconds instead of after a whole import, and the
+requestor, forked from it, answers its first call that much sooner. The
+child forgets the node's state that must not be shared (its file
+descriptors, its event loop's signal wiring, its log handlers) before it
+serves. It is the parent of every server it forks: it reaps them, reports
 their exit codes, and signals them only while they are unreaped, so a
 signal never reaches a recycled pid. Each child leads its own process
 group, which the fork server kills after the child ends, so engine workers
@@ -33,6 +40,8 @@ import os
 import selectors
 import signal
 import sys
+import threading
+import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,9 +75,13 @@ class ForkedChild:
 class ForkServer:
     """The node's handle on one fork server process; `close()` ends it and its children."""
 
-    def __init__(self, log_path: Path | None = None) -> None:
+    def __init__(self, log_path: Path | None = None, fork_here: bool | None = None) -> None:
+        """``fork_here``: fork the fork server from this process (True), start it as
+        a fresh interpreter (False), or fork whenever that is safe (None)."""
         self.log_path = log_path
-        self._process: asyncio.subprocess.Process | None = None
+        self.fork_here = fork_here
+        self.forked_here = False
+        self._process: asyncio.subprocess.Process | _ForkedHere | None = None
         self._reader: asyncio.Task[None] | None = None
         self._next_id = 0
         self._started: dict[int, asyncio.Future[ForkedChild]] = {}
@@ -79,16 +92,21 @@ class ForkServer:
 
     async def start(self) -> None:
         """Start the fork server and wait until it has imported the app."""
-        log_file = open(self.log_path, "ab") if self.log_path is not None else None
-        try:
-            self._process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "tutorial_app.forkserver",
-                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                stderr=log_file,
-            )
-        finally:
-            if log_file is not None:
-                log_file.close()
+        fork_here = can_fork_here() if self.fork_here is None else self.fork_here
+        if fork_here:
+            self._process = await _ForkedHere.start(self.log_path)
+            self.forked_here = True
+        else:
+            log_file = open(self.log_path, "ab") if self.log_path is not None else None
+            try:
+                self._process = await asyncio.create_subprocess_exec(
+                    sys.executable, "-m", "tutorial_app.forkserver",
+                    stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                    stderr=log_file,
+                )
+            finally:
+                if log_file is not None:
+                    log_file.close()
         assert self._process.stdout is not None
         try:
             line = await asyncio.wait_for(self._process.stdout.readline(), START_TIMEOUT)
@@ -163,6 +181,134 @@ class ForkServer:
             reader, self._reader = self._reader, None
             if reader is not None:
                 await _end_reader(reader)
+
+
+def can_fork_here() -> bool:
+    """True when this process may fork the fork server from itself: it has no
+    other thread (whose locks a child would inherit held) and Linux pidfds
+    tell the event loop when the child ends."""
+    return threading.active_count() == 1 and hasattr(os, "pidfd_open") and hasattr(signal, "pidfd_send_signal")
+
+
+class _ForkedHere:
+    """A fork server forked from this process: the part of
+    `asyncio.subprocess.Process` that `ForkServer` uses, on pipes and a pidfd."""
+
+    def __init__(self, pid: int, pidfd: int, stdin: asyncio.StreamWriter,
+                 stdout: asyncio.StreamReader) -> None:
+        self.pid = pid
+        self.stdin = stdin
+        self.stdout = stdout
+        self.returncode: int | None = None
+        self._pidfd = pidfd
+        self._loop = asyncio.get_running_loop()
+        self._exited: asyncio.Future[int] = self._loop.create_future()
+        self._loop.add_reader(pidfd, self._reap)
+
+    @classmethod
+    async def start(cls, log_path: Path | None) -> _ForkedHere:
+        loop = asyncio.get_running_loop()
+        _preload()  # here, once per node: then no child imports anything
+        log_fd = os.open(log_path if log_path is not None else os.devnull,
+                         os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        in_r, in_w = os.pipe()
+        out_r, out_w = os.pipe()
+        try:
+            pid = os.fork()
+            if pid == 0:
+                _forked_here_main(in_r, out_w, log_fd)  # never returns
+            pidfd = os.pidfd_open(pid)
+        finally:
+            for fd in (log_fd, in_r, out_w):
+                os.close(fd)
+        try:
+            stdout = asyncio.StreamReader()
+            await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdout), os.fdopen(out_r, "rb", 0))
+            out_r = -1
+            transport, protocol = await loop.connect_write_pipe(
+                lambda: asyncio.StreamReaderProtocol(asyncio.StreamReader()), os.fdopen(in_w, "wb", 0))
+            in_w = -1
+        except BaseException:
+            for fd in (out_r, in_w):
+                if fd >= 0:
+                    os.close(fd)
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            os.close(pidfd)
+            raise
+        return cls(pid, pidfd, asyncio.StreamWriter(transport, protocol, None, loop), stdout)
+
+    def _reap(self) -> None:
+        pid, status = os.waitpid(self.pid, os.WNOHANG)
+        if pid == 0:
+            return
+        self._loop.remove_reader(self._pidfd)
+        os.close(self._pidfd)
+        self.returncode = os.waitstatus_to_exitcode(status)
+        if not self._exited.done():
+            self._exited.set_result(self.returncode)
+
+    async def wait(self) -> int:
+        return await asyncio.shield(self._exited)
+
+    def kill(self) -> None:
+        if self.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+
+
+# The node's standard streams as the child inherited them, kept referenced:
+# collected, they would flush what the node had buffered into other files.
+_inherited_streams: list[Any] = []
+
+
+def _forked_here_main(stdin_fd: int, stdout_fd: int, log_fd: int) -> None:
+    """The child side of `_ForkedHere.start`: forget the node, then serve."""
+    code = 1
+    try:
+        os.dup2(stdin_fd, 0)
+        os.dup2(stdout_fd, 1)
+        os.dup2(log_fd, 2)
+        # The node's sockets, its loop's selector and self-pipe, its servers'
+        # logs: none is the fork server's, and any held open here would keep
+        # a connection or a pipe alive after the node closed it.
+        import multiprocessing.process
+        import multiprocessing.resource_tracker
+        tracker = multiprocessing.resource_tracker._resource_tracker  # type: ignore[attr-defined]
+        keep = tracker._fd if tracker._fd is not None and tracker._fd > 2 else None
+        if keep is None:
+            os.closerange(3, 1 << 20)
+        else:
+            # The node's resource tracker serves the engine pools forked from here too.
+            os.closerange(3, keep)
+            os.closerange(keep + 1, 1 << 20)
+        signal.set_wakeup_fd(-1)
+        for signum in (signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP):
+            signal.signal(signum, signal.SIG_DFL)
+        asyncio.events._set_running_loop(None)
+        asyncio.set_event_loop(None)
+        # The node's sys.std* may not be on descriptors 0-2 at all (a test
+        # runner's capture files, just closed): the protocol must use these.
+        _inherited_streams.extend((sys.stdin, sys.stdout, sys.stderr))
+        sys.stdin = open(0, "r", closefd=False)
+        sys.stdout = open(1, "w", closefd=False)
+        sys.stderr = open(2, "w", buffering=1, closefd=False)
+        for logger in [logging.root, *logging.root.manager.loggerDict.values()]:
+            if isinstance(logger, logging.Logger):
+                logger.handlers.clear()
+        logging.root.setLevel(logging.WARNING)
+        # The node's worker processes are not this process's children.
+        multiprocessing.process._children.clear()  # type: ignore[attr-defined]
+        _serve()
+        code = 0
+    except BaseException:
+        with contextlib.suppress(Exception):
+            traceback.print_exc()
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
 
 
 async def _end_reader(reader: asyncio.Task[None]) -> None:

@@ -38,6 +38,7 @@ from golem_task_api.services import SubprocessTaskApiService
 from grpclib.exceptions import GRPCError, StreamTerminatedError
 
 from tutorial_app.archive import read_single_member
+from tutorial_app.forkserver import ForkedService
 from tutorial_app.files import FileReadError, read_file_bounded, write_atomically
 from tutorial_app.logtail import LogForwarder
 from tutorial_app.meta import MAX_RESULT_FILE_BYTES
@@ -70,8 +71,14 @@ NO_TIMEOUT_BEYOND = 1e8
 # on the health check's poll (0.1 s), so at low difficulty a few must be on
 # their way at once for one to be ready whenever a subtask is issued.
 PROVIDERS_AHEAD_PER_SLOT = 3
+# Subtasks fetched for a serving provider before a compute slot is free.
+PREPARED_AHEAD = 1
 DEFAULT_RATE_HINT = 1e6
 """A provider's rate assumed until one is measured: the slowest kernel's."""
+
+
+# Services whose process this node started: not running means gone.
+OWN_PROCESSES = (SubprocessTaskApiService, ForkedService)
 
 
 class RunError(Exception):
@@ -147,6 +154,7 @@ class TaskRun:
         ahead = PROVIDERS_AHEAD_PER_SLOT if difficulty <= IN_PROCESS_MAX_DIFFICULTY else 1
         self._pool = ProviderPool(servers, ahead=ahead * providers, on_start=self._on_provider_start)
         self._computing: set[Any] = set()
+        self._slots = asyncio.Semaphore(providers)  # providers computing at once
         self._in_flight: set[asyncio.Task[None]] = set()
         self._stopping: set[asyncio.Task[None]] = set()
         self._meter = WorkMeter()
@@ -182,7 +190,7 @@ class TaskRun:
             except (GRPCError, StreamTerminatedError, OSError):
                 # A call to the requestor that broke because it died says less than its death.
                 if self._requestor is not None and isinstance(
-                        self._requestor.service, SubprocessTaskApiService):
+                        self._requestor.service, OWN_PROCESSES):
                     with contextlib.suppress(asyncio.TimeoutError):
                         await asyncio.wait_for(
                             self._requestor.service.wait_until_shutdown_complete(), 1.0)
@@ -252,12 +260,13 @@ class TaskRun:
     async def _run(self) -> None:
         if self._logs is not None:
             self._logs.follow("requestor", self.servers.requestor_log)
+        # Opened first: the requestor starts through the fork server when there is one.
+        await self.servers.open()
         service = self.servers.requestor_service()
         requestor = asyncio.create_task(
             RequestorAppClient.create(service, port=self.servers.requestor_port))
         try:
             # Providers boot while the requestor does.
-            await self.servers.open()
             self._pool.wanted = self.subtasks
             self._pool.fill()
         except BaseException:
@@ -294,7 +303,12 @@ class TaskRun:
         while True:
             self._check_requestor()
             unissued = self.subtasks - len(self._results) - len(in_flight)
-            while len(in_flight) < self.providers and unissued > 0:
+            # One more than can compute: the next subtask is fetched and its
+            # provider chosen while the others compute, so a freed slot
+            # starts computing at once. Not with one provider run elsewhere,
+            # whose single work dir the prepared one would share.
+            prepared = PREPARED_AHEAD if self.servers.providers_ahead else 0
+            while len(in_flight) < self.providers + prepared and unissued > 0:
                 in_flight.add(asyncio.create_task(self._one_subtask(slot)))
                 slot += 1
                 unissued -= 1
@@ -321,7 +335,7 @@ class TaskRun:
         service = self._requestor.service
         # Only a process we own is surely gone when it is not running; an app
         # server run elsewhere may be between lives.
-        if isinstance(service, SubprocessTaskApiService) and not service.running():
+        if isinstance(service, OWN_PROCESSES) and not service.running():
             tail = log_tail(self.servers.requestor_log)
             raise RunError(
                 f"the requestor app server exited (code {service.returncode}) in mid-task"
@@ -347,6 +361,34 @@ class TaskRun:
             await self._stop(ready)
             self._fail(subtask_id, "the requestor had no subtask to give although parts are unverified")
             return
+        try:
+            await self._slots.acquire()
+        except BaseException:
+            await self._stop(ready)
+            raise
+        try:
+            computed = await self._compute_and_ship(ready, subtask_id, subtask)
+        finally:
+            self._slots.release()
+        if computed is None:
+            return
+        output_path, requestor_task, started = computed
+        verdict, reason = await self._requestor.verify(self.task_id, subtask_id)
+        if verdict != VerifyResult.SUCCESS:
+            self._fail(subtask_id, f"verification {verdict.name}: {reason}")
+            if verdict != VerifyResult.FAILURE:
+                # Only a FAILURE makes the part computable again by itself.
+                await self._requestor.abort_subtask(self.task_id, subtask_id)
+            return
+        self._collect(subtask_id, output_path, requestor_task, time.monotonic() - started)
+
+    async def _compute_and_ship(
+        self, ready: ReadyProvider, subtask_id: str, subtask: Subtask
+    ) -> tuple[Path, Any, float] | None:
+        """Compute on ``ready`` within the timeout and put the result where the
+        requestor reads it: (its path, the requestor's task dir, when computing
+        began), or None when the provider failed (the subtask is then aborted)."""
+        assert self._requestor is not None
         started = time.monotonic()
         requestor_task = dirutils.RequestorDir(self.servers.requestor_dir).task_dir(self.task_id)
         outputs = requestor_task.subtask_outputs_dir(subtask_id)
@@ -372,7 +414,7 @@ class TaskRun:
             self._fail(subtask_id, f"{ready.provider.label} failed: {describe_error(exc)}"
                        + (f"; its log ends: {tail}" if tail else ""))
             await self._requestor.abort_subtask(self.task_id, subtask_id)
-            return
+            return None
         finally:
             self._meter.finish(subtask_id)
             self._computing.discard(ready.client)
@@ -383,14 +425,7 @@ class TaskRun:
                 self._stop_later(ready)
             else:
                 await self._stop(ready)
-        verdict, reason = await self._requestor.verify(self.task_id, subtask_id)
-        if verdict != VerifyResult.SUCCESS:
-            self._fail(subtask_id, f"verification {verdict.name}: {reason}")
-            if verdict != VerifyResult.FAILURE:
-                # Only a FAILURE makes the part computable again by itself.
-                await self._requestor.abort_subtask(self.task_id, subtask_id)
-            return
-        self._collect(subtask_id, outputs / output_name, requestor_task, time.monotonic() - started)
+        return outputs / output_name, requestor_task, started
 
     async def _stop(self, ready: ReadyProvider) -> None:
         try:

@@ -20,6 +20,7 @@ from typing import Any
 import engine
 from engine.kernels import get_kernel
 from engine.pow import target_bytes
+from engine.supervisor import pool_start_method
 import golem_task_api as api
 from golem_task_api.errors import FailedPreconditionError, NotFoundError
 
@@ -104,7 +105,11 @@ class ProviderLifecycle(api.AppLifecycleHandler):
 
     async def _start_pool(self) -> engine.Supervisor:
         supervisor = engine.Supervisor(self.workers)
-        await asyncio.to_thread(supervisor.start)
+        if pool_start_method() == "fork":
+            # Forking takes milliseconds and must come from this, the only, thread.
+            supervisor.start()
+        else:
+            await asyncio.to_thread(supervisor.start)
         if self._closed:  # the server stopped while the pool started
             await asyncio.to_thread(supervisor.close)
         else:

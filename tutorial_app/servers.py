@@ -1,7 +1,7 @@
 """Where the node's app servers run: local processes, or servers someone else runs.
 
-`LocalServers` starts the requestor as a subprocess and each provider
-through a fork server (see `tutorial_app.forkserver`), each in its own work
+`LocalServers` starts the requestor and each provider through a fork
+server (see `tutorial_app.forkserver`), each in its own work
 dir under a scratch dir, logging to a file there. `RemoteServers` drives a
 requestor and a provider that run elsewhere (containers started by compose)
 through work dirs shared with this machine.
@@ -138,6 +138,9 @@ class LocalServers:
             await forkserver.close()
 
     def requestor_service(self) -> TaskApiService:
+        if self._forkserver is not None:
+            return ForkedService(self._forkserver, ["--work-dir", str(self.requestor_dir)], self._env,
+                                 self.requestor_log)
         return SubprocessTaskApiService(
             self.requestor_dir, app_argv(self.requestor_dir), env=self._env,
             log_path=self.requestor_log)

@@ -359,11 +359,16 @@ def fail_on_call(monkeypatch: pytest.MonkeyPatch, owner: object, name: str, k: i
     return calls
 
 
+@pytest.mark.parametrize("method", ["fork", "spawn"])
 @pytest.mark.parametrize("where", ["process start", "pipe"])
 def test_a_pool_start_failing_half_way_leaves_nothing_and_can_be_retried(
-    monkeypatch: pytest.MonkeyPatch, where: str
+    monkeypatch: pytest.MonkeyPatch, where: str, method: str
 ) -> None:
     import multiprocessing.context
+
+    import engine.supervisor
+
+    monkeypatch.setattr(engine.supervisor, "pool_start_method", lambda: method)
 
     me = psutil.Process()
     with Supervisor(1) as warm:  # multiprocessing's shared heap keeps one fd: open it before counting
@@ -373,9 +378,11 @@ def test_a_pool_start_failing_half_way_leaves_nothing_and_can_be_retried(
     try:
         with monkeypatch.context() as patch:
             if where == "process start":
-                fail_on_call(patch, multiprocessing.context.SpawnProcess, "start", 2)
+                process = multiprocessing.context.ForkProcess if method == "fork" else \
+                    multiprocessing.context.SpawnProcess
+                fail_on_call(patch, process, "start", 2)
             else:
-                fail_on_call(patch, multiprocessing.get_context("spawn"), "Pipe", 3)
+                fail_on_call(patch, multiprocessing.get_context(method), "Pipe", 3)
             with pytest.raises(PoolStartFailed, match=r"worker (2|3) of 3: .*injected"):
                 supervisor.start()
             assert supervisor.pids() == []

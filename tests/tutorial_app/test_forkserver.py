@@ -4,6 +4,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -18,10 +22,12 @@ from tutorial_app.forkserver import ForkedService, ForkServer
 
 
 @pytest.mark.timeout(60)
-def test_forked_provider_serves_and_leaves_nothing_behind(tmp_path: Path) -> None:
+@pytest.mark.parametrize("fork_here", [True, False], ids=["forked from the node", "fresh interpreter"])
+def test_forked_provider_serves_and_leaves_nothing_behind(tmp_path: Path, fork_here: bool) -> None:
     async def main() -> None:
-        forkserver = ForkServer(tmp_path / "forkserver.log")
+        forkserver = ForkServer(tmp_path / "forkserver.log", fork_here=fork_here)
         await forkserver.start()
+        assert forkserver.forked_here == fork_here
         try:
             work = tmp_path / "work"
             work.mkdir()
@@ -163,3 +169,74 @@ def test_close_logs_a_crashed_reader(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="tutorial_app.forkserver"):
         asyncio.run(main())
     assert "the reader broke" in caplog.text
+
+
+@pytest.mark.timeout(30)
+def test_by_default_a_single_threaded_node_forks_the_fork_server_and_others_do_not() -> None:
+    assert forkserver_module.can_fork_here()
+    release = threading.Event()
+    other = threading.Thread(target=release.wait)
+    other.start()
+    try:
+        assert not forkserver_module.can_fork_here()
+    finally:
+        release.set()
+        other.join()
+
+
+@pytest.mark.timeout(60)
+def test_a_fork_server_forked_from_the_node_holds_none_of_its_sockets(tmp_path: Path) -> None:
+    """The node's sockets stay the node's: a port it closes stops accepting even
+    while the fork server and a server it forked run."""
+    async def main() -> None:
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        forkserver = ForkServer(fork_here=True)
+        await forkserver.start()
+        try:
+            work = tmp_path / "work"
+            work.mkdir()
+            service = ForkedService(forkserver, ["--work-dir", str(work)], {"TUTORIAL_APP_WORKERS": "1"})
+            client = await ProviderAppClient.create(service, port=find_free_port())
+            listener.close()
+            with socket.socket() as probe, pytest.raises(ConnectionRefusedError):
+                probe.connect(("127.0.0.1", port))
+            await client.shutdown(5)
+        finally:
+            await forkserver.close()
+
+    asyncio.run(main())
+
+
+_REDIRECTED_STDOUT_SCRIPT = """
+import asyncio, os, sys, tempfile
+from golem_task_api.client import RequestorAppClient
+from golem_task_api.testutils import find_free_port
+from tutorial_app.forkserver import ForkedService, ForkServer
+
+async def main(work):
+    forkserver = ForkServer(fork_here=True)
+    await forkserver.start()
+    try:
+        service = ForkedService(forkserver, ["--work-dir", work], {})
+        client = await RequestorAppClient.create(service, port=find_free_port())
+        await client.shutdown(5)
+    finally:
+        await forkserver.close()
+
+real_stdout = sys.stdout
+sys.stdout = tempfile.TemporaryFile("w+")  # as a test runner's capture does
+asyncio.run(main(sys.argv[1]))
+real_stdout.write("served")
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_node_whose_stdout_is_not_descriptor_1_still_forks_a_working_fork_server(tmp_path: Path) -> None:
+    """The fork server speaks on descriptor 1, whatever the node's sys.stdout was."""
+    done = subprocess.run([sys.executable, "-c", _REDIRECTED_STDOUT_SCRIPT, str(tmp_path)],
+                          capture_output=True, text=True, timeout=50)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "served"

@@ -9,10 +9,13 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
-from golem_task_api.testutils import SubprocessTaskApiService, find_free_port
+from golem_task_api.client import RequestorAppClient
+from golem_task_api.testutils import SubprocessTaskApiService
 
+from tutorial_app.forkserver import ForkedService
 from tutorial_app.progressfile import SearchProgress, read_progress
 import engine
 from app_testing import check_out_dir, children_now
@@ -40,7 +43,7 @@ class FirstProviderStuck(LocalServers):
         work_dir = self.scratch / "stuck"
         work_dir.mkdir()
         argv = [sys.executable, str(HERE / "stuck_provider.py"), "--work-dir", str(work_dir)]
-        self.stuck = Provider(SubprocessTaskApiService(work_dir, argv), work_dir, find_free_port())
+        self.stuck = Provider(SubprocessTaskApiService(work_dir, argv), work_dir, self._port())
         return self.stuck
 
     def release(self, provider: Provider) -> None:
@@ -77,7 +80,7 @@ def test_provider_killed_mid_subtask_is_reissued(tmp_path: Path, input_file: Pat
         while servers.stuck is None or not (servers.stuck.work_dir / "compute-started").exists():
             await asyncio.sleep(0.02)
         service = servers.stuck.service
-        assert isinstance(service, SubprocessTaskApiService) and service.pid is not None
+        assert isinstance(service, (SubprocessTaskApiService, ForkedService)) and service.pid is not None
         os.kill(service.pid, signal.SIGKILL)
 
     async def main() -> None:
@@ -120,7 +123,7 @@ class NeverReadyProviders(LocalServers):
         work_dir = self.scratch / f"slow-{slot}"
         work_dir.mkdir()
         argv = [sys.executable, "-c", "import time; time.sleep(60)"]
-        return Provider(SubprocessTaskApiService(work_dir, argv), work_dir, find_free_port())
+        return Provider(SubprocessTaskApiService(work_dir, argv), work_dir, self._port())
 
 
 @pytest.mark.timeout(40)
@@ -142,7 +145,7 @@ def test_requestor_death_ends_the_run_and_stops_every_provider(
         while run._requestor is None:
             await asyncio.sleep(0.02)
         service = run._requestor.service
-        assert isinstance(service, SubprocessTaskApiService) and service.pid is not None
+        assert isinstance(service, (SubprocessTaskApiService, ForkedService)) and service.pid is not None
         os.kill(service.pid, signal.SIGKILL)
 
     async def main() -> set[int]:
@@ -177,7 +180,7 @@ class FirstProviderLies(LocalServers):
         work_dir = self.scratch / "liar"
         work_dir.mkdir()
         argv = [sys.executable, str(HERE / "lying_provider.py"), self.how, "--work-dir", str(work_dir)]
-        return Provider(SubprocessTaskApiService(work_dir, argv), work_dir, find_free_port())
+        return Provider(SubprocessTaskApiService(work_dir, argv), work_dir, self._port())
 
 
 @pytest.mark.timeout(60)
@@ -322,7 +325,7 @@ class ProviderFailsToStart(LocalServers):
         log = self.scratch / f"bad-{slot}.log"
         argv = [sys.executable, "-c", "import sys; print('kernel xyz is not available here'); sys.exit(3)"]
         return Provider(SubprocessTaskApiService(work_dir, argv, log_path=log), work_dir,
-                        find_free_port(), log, f"provider {slot}")
+                        self._port(), log, f"provider {slot}")
 
 
 @pytest.mark.timeout(60)
@@ -348,7 +351,6 @@ def test_statuses_read_as_name_and_message() -> None:
 
 @pytest.mark.timeout(60)
 def test_provider_dying_mid_subtask_is_reported_with_its_log(tmp_path: Path, input_file: Path) -> None:
-    from tutorial_app.forkserver import ForkedService
     servers = LocalServers(scratch_dir(tmp_path), workers=1, difficulty=256)
     run = TaskRun(servers, input_file, difficulty=256, subtasks=1, providers=1, out_dir=tmp_path / "out")
 
@@ -389,3 +391,42 @@ def test_released_providers_leave_only_their_logs(tmp_path: Path, input_file: Pa
         assert len(dirs) == len(logs) and len(input_copies) >= 4
     else:
         assert dirs == [] and input_copies == []
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("providers", [1, 2])
+def test_next_subtask_is_fetched_while_others_compute_but_no_more_compute_than_providers(
+    tmp_path: Path, input_file: Path, monkeypatch: pytest.MonkeyPatch, providers: int,
+) -> None:
+    """A subtask is fetched for a serving provider before a compute slot frees
+    (no idle gap between subtasks), yet only ``providers`` compute at once."""
+    computing = 0
+    most = 0
+    fetched_while_all_computing = 0
+    real_compute = TaskRun._compute
+    real_next = RequestorAppClient.next_subtask
+
+    async def compute(self: TaskRun, *args: Any) -> Any:
+        nonlocal computing, most
+        computing += 1
+        most = max(most, computing)
+        try:
+            await asyncio.sleep(0.05)  # long enough for the next fetch to overlap
+            return await real_compute(self, *args)
+        finally:
+            computing -= 1
+
+    async def next_subtask(self: RequestorAppClient, *args: Any) -> Any:
+        nonlocal fetched_while_all_computing
+        fetched_while_all_computing += computing == providers
+        return await real_next(self, *args)
+
+    monkeypatch.setattr(TaskRun, "_compute", compute)
+    monkeypatch.setattr(RequestorAppClient, "next_subtask", next_subtask)
+    run = TaskRun(LocalServers(scratch_dir(tmp_path), workers=1), input_file,
+                  difficulty=2, subtasks=4, providers=providers, out_dir=tmp_path / "out")
+    asyncio.run(run.run())
+    assert run.report().ok, run.report().failures
+    assert most == providers
+    if providers == 1:  # with more, which fetch overlaps which compute is up to timing
+        assert fetched_while_all_computing >= 1
