@@ -18,7 +18,7 @@ import errno
 import os
 import stat
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -45,8 +45,10 @@ class FileTooLargeError(FileReadError):
     """The file holds more bytes than the caller's limit."""
 
 
-def read_file_bounded(path: Path, max_bytes: int) -> bytes:
+def read_file_bounded(path: Path, max_bytes: int, dir_fd: int | None = None) -> bytes:
     """The bytes of the regular file at ``path``, at most ``max_bytes`` of them.
+
+    With ``dir_fd``, ``path`` is relative to that open directory (see `open_dir_under`).
 
     Raises `NotARegularFileError` for anything but a regular file (a symlink
     is not followed: it could point anywhere, /etc/passwd included),
@@ -56,7 +58,7 @@ def read_file_bounded(path: Path, max_bytes: int) -> bytes:
     its last component only, never by its full path.
     """
     try:
-        fd = os.open(path, _FLAGS)
+        fd = os.open(path, _FLAGS, dir_fd=dir_fd)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
             raise NotARegularFileError(f"{path.name} is a symlink, not a regular file") from None
@@ -79,6 +81,33 @@ def read_file_bounded(path: Path, max_bytes: int) -> bytes:
     if len(data) > max_bytes:
         raise FileTooLargeError(_too_large(path, max_bytes))
     return data
+
+
+class UnsafePathError(ValueError):
+    """A relative path that is absolute, empty or steps out of its directory."""
+
+
+def open_dir_under(base: Path, parts: Sequence[str]) -> int:
+    """An open descriptor of directory ``base/parts...``, no symlink followed on the way.
+
+    Each component is opened relative to the one before (``O_NOFOLLOW``), so
+    a directory swapped for a symlink while this runs is refused (ELOOP or
+    ENOTDIR), never followed out of ``base``. `UnsafePathError` for an empty,
+    ``.`` or ``..`` component; the caller closes the descriptor.
+    """
+    for part in parts:
+        if part in ("", ".", "..") or "/" in part:
+            raise UnsafePathError(f"{part!r} is not a directory name")
+    fd = os.open(base, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for part in parts:
+            inner = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _too_large(path: Path, max_bytes: int) -> str:

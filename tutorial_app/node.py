@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import shutil
 import time
 import uuid
@@ -39,7 +40,9 @@ from grpclib.exceptions import GRPCError, StreamTerminatedError
 
 from tutorial_app.archive import read_single_member
 from tutorial_app.forkserver import ForkedService
-from tutorial_app.files import FileReadError, read_file_bounded, write_atomically
+from tutorial_app.files import (
+    FileReadError, UnsafePathError, open_dir_under, read_file_bounded, write_atomically,
+)
 from tutorial_app.logtail import LogForwarder
 from tutorial_app.meta import MAX_RESULT_FILE_BYTES
 from tutorial_app.meter import WorkMeter, expected_hashes
@@ -498,20 +501,32 @@ async def stop_server(client: Any, timeout: float) -> None:
 def _read_result(work_dir: Path, relative: Path) -> tuple[str, bytes]:
     """The name and bytes of the provider's result file; `ProviderResultError` if it is not one.
 
-    Every check is made on the opened file (`read_file_bounded`), none on the
-    path before: the provider owns its work dir and may swap the file for a
-    symlink or a FIFO at any moment.
+    Every check is made on what was opened, none on the path before: the
+    provider owns its work dir and may swap the file, or a directory on the
+    way to it, for a symlink or a FIFO at any moment. So each directory is
+    opened relative to the one before without following links
+    (`open_dir_under`), and the file relative to the last (`read_file_bounded`).
     """
-    path = work_dir / relative
-    inside = path.parent.resolve().is_relative_to(work_dir.resolve())
-    if relative.is_absolute() or not inside or not relative.name or relative.name in (".", ".."):
+    parts = relative.parts
+    if relative.is_absolute() or not parts or parts[-1] in (".", ".."):
         raise ProviderResultError(
             f"Compute answered {str(relative)!r}, which is not a file in its work dir")
     try:
-        return path.name, read_file_bounded(path, MAX_RESULT_FILE_BYTES)
+        dir_fd = open_dir_under(work_dir, parts[:-1])
+    except UnsafePathError:
+        raise ProviderResultError(
+            f"Compute answered {str(relative)!r}, which is not a file in its work dir") from None
+    except OSError as exc:
+        raise ProviderResultError(
+            f"Compute answered {str(relative)!r}, whose directory is not one in its work dir: "
+            f"{_reason(exc)}") from None
+    try:
+        return parts[-1], read_file_bounded(Path(parts[-1]), MAX_RESULT_FILE_BYTES, dir_fd=dir_fd)
     except (OSError, FileReadError) as exc:
         raise ProviderResultError(
             f"Compute answered {str(relative)!r}, which is not a readable result: {_reason(exc)}") from None
+    finally:
+        os.close(dir_fd)
 
 
 def _reason(exc: BaseException) -> str:

@@ -28,11 +28,19 @@ def swap_at_open(
     """
     swapped: list[Path] = []
 
+    def opens_target(path: Any, dir_fd: int | None) -> bool:
+        if not isinstance(path, (str, os.PathLike)):
+            return False
+        if dir_fd is None:
+            return Path(path) == target
+        # Relative to an open directory, as a reader that walks with openat does.
+        return Path(os.readlink(f"/proc/self/fd/{dir_fd}")) / path == target
+
     def hooked(real: Callable[..., Any]) -> Callable[..., Any]:
         def opener(path: Any, *args: Any, **kwargs: Any) -> Any:
-            if not swapped and isinstance(path, (str, os.PathLike)) and Path(path) == target:
-                swap(target)
+            if not swapped and opens_target(path, kwargs.get("dir_fd")):
                 swapped.append(target)
+                swap(target)
             return real(path, *args, **kwargs)
         return opener
 

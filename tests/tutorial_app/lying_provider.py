@@ -3,7 +3,7 @@ as a failed subtask: a path that is not a file (missing, or a directory), a
 file over the result size limit (huge), or a small regular file (plain) that
 a test swaps for something else just before the node opens it.
 
-Usage: python lying_provider.py missing|directory|huge|plain --work-dir DIR provider PORT
+Usage: python lying_provider.py missing|directory|huge|plain|nested --work-dir DIR provider PORT
 """
 from __future__ import annotations
 
@@ -26,6 +26,10 @@ class LyingProvider(api.ProviderAppHandler):
         if self.how == "huge":
             (task_work_dir / "huge.zip").write_bytes(b"\0" * (MAX_RESULT_FILE_BYTES + 1))
             return Path("huge.zip")
+        if self.how == "nested":
+            (task_work_dir / "out").mkdir()
+            (task_work_dir / "out" / "result.zip").write_bytes(b"not a zip")
+            return Path("out/result.zip")
         if self.how == "plain":
             (task_work_dir / "result.zip").write_bytes(b"not a zip")
             return Path("result.zip")

@@ -16,6 +16,7 @@ from golem_task_api.client import RequestorAppClient
 from golem_task_api.testutils import SubprocessTaskApiService
 
 from tutorial_app.forkserver import ForkedService
+from tutorial_app.node import ProviderResultError, _read_result
 from tutorial_app.progressfile import SearchProgress, read_progress
 import engine
 from app_testing import check_out_dir, children_now
@@ -226,6 +227,52 @@ def test_result_file_swapped_for_a_symlink_at_open_is_not_followed(
     assert len(report.failures) == 1, report.failures
     assert "provider failed" in report.failures[0] and "symlink" in report.failures[0]
     check_out_dir(tmp_path / "out", 4, 1)
+
+
+@pytest.mark.timeout(60)
+def test_result_directory_swapped_for_a_symlink_at_open_is_not_followed(
+    tmp_path: Path, input_file: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The provider answers out/result.zip; right before the node opens it, out/
+    becomes a symlink to a directory of the node's. Only the last component
+    being opened without following links would read the node's file."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    secret = b"the node's own file"
+    (outside / "result.zip").write_bytes(secret)
+    scratch = scratch_dir(tmp_path)
+    servers = FirstProviderLies(scratch, workers=1, how="nested")
+    liar_out = scratch / "liar" / "out"
+    real_open = os.open
+    swapped: list[bool] = []
+
+    def opener(path: Any, *args: Any, **kwargs: Any) -> Any:
+        if not swapped and Path(path).name in ("out", "result.zip") and liar_out.is_dir():
+            swapped.append(True)  # first: rmtree opens files too
+            shutil.rmtree(liar_out)
+            liar_out.symlink_to(outside)
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", opener)
+    run = TaskRun(servers, input_file, difficulty=4, subtasks=1, providers=1, out_dir=tmp_path / "out")
+    asyncio.run(run.run())
+    report = run.report()
+    assert swapped
+    assert report.ok, report.failures
+    assert len(report.failures) == 1, report.failures
+    assert "whose directory is not one in its work dir" in report.failures[0]
+    assert not any(p.is_file() and p.read_bytes() == secret
+                   for p in (scratch / "requestor").rglob("*"))
+    check_out_dir(tmp_path / "out", 4, 1)
+
+
+@pytest.mark.parametrize("answer", ["../escape.zip", "a/../../escape.zip", "/etc/passwd", "."])
+def test_result_paths_leaving_the_work_dir_are_refused(tmp_path: Path, answer: str) -> None:
+    (tmp_path / "escape.zip").write_bytes(b"outside")
+    work = tmp_path / "work"
+    (work / "a").mkdir(parents=True)
+    with pytest.raises(ProviderResultError, match="not a file in its work dir"):
+        _read_result(work, Path(answer))
 
 
 @pytest.mark.timeout(60)
