@@ -213,28 +213,46 @@ class _ForkedHere:
                          os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
         in_r, in_w = os.pipe()
         out_r, out_w = os.pipe()
+        owned = [out_r, in_w]  # the parent's ends, until a transport owns them
+        pid = pidfd = -1
+        read_transport: asyncio.BaseTransport | None = None
         try:
-            pid = os.fork()
-            if pid == 0:
-                _forked_here_main(in_r, out_w, log_fd)  # never returns
-            pidfd = os.pidfd_open(pid)
-        finally:
-            for fd in (log_fd, in_r, out_w):
-                os.close(fd)
-        try:
-            stdout = asyncio.StreamReader()
-            await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(stdout), os.fdopen(out_r, "rb", 0))
-            out_r = -1
-            transport, protocol = await loop.connect_write_pipe(
-                lambda: asyncio.StreamReaderProtocol(asyncio.StreamReader()), os.fdopen(in_w, "wb", 0))
-            in_w = -1
-        except BaseException:
-            for fd in (out_r, in_w):
-                if fd >= 0:
+            try:
+                pid = os.fork()
+                if pid == 0:
+                    _forked_here_main(in_r, out_w, log_fd)  # never returns
+            finally:
+                for fd in (log_fd, in_r, out_w):
                     os.close(fd)
-            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            os.close(pidfd)
+            pidfd = os.pidfd_open(pid)
+            stdout = asyncio.StreamReader()
+            owned.remove(out_r)
+            read_file = os.fdopen(out_r, "rb", 0)
+            try:
+                read_transport, _ = await loop.connect_read_pipe(
+                    lambda: asyncio.StreamReaderProtocol(stdout), read_file)
+            except BaseException:
+                read_file.close()
+                raise
+            owned.remove(in_w)
+            write_file = os.fdopen(in_w, "wb", 0)
+            try:
+                transport, protocol = await loop.connect_write_pipe(
+                    lambda: asyncio.StreamReaderProtocol(asyncio.StreamReader()), write_file)
+            except BaseException:
+                write_file.close()
+                raise
+        except BaseException:
+            for fd in owned:
+                os.close(fd)
+            if read_transport is not None:
+                read_transport.close()
+            if pid > 0:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)  # not reaped yet: the pid is still its
+                os.waitpid(pid, 0)
+            if pidfd >= 0:
+                os.close(pidfd)
             raise
         return cls(pid, pidfd, asyncio.StreamWriter(transport, protocol, None, loop), stdout)
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import socket
 import threading
@@ -48,9 +49,21 @@ def test_with_another_thread_running_workers_are_spawned() -> None:
 
 
 @pytest.mark.timeout(30)
-def test_forked_workers_do_not_hold_the_parents_sockets() -> None:
+@pytest.mark.parametrize("proc", [True, False], ids=["/proc", "no /proc"])
+def test_forked_workers_do_not_hold_the_parents_sockets(monkeypatch: pytest.MonkeyPatch, proc: bool) -> None:
     """A listening socket the parent closes must stop accepting: an app server's
     port (or a connection it closed) held open by its workers would not."""
+    if not proc:  # the forked workers inherit the patch
+        import engine.worker
+
+        real_listdir = os.listdir
+
+        def no_proc(path: str) -> list[str]:
+            if path == "/proc/self/fd":
+                raise FileNotFoundError(2, "No such file or directory", path)
+            return real_listdir(path)
+
+        monkeypatch.setattr(engine.worker.os, "listdir", no_proc)
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen()

@@ -240,3 +240,32 @@ def test_a_node_whose_stdout_is_not_descriptor_1_still_forks_a_working_fork_serv
                           capture_output=True, text=True, timeout=50)
     assert done.returncode == 0, done.stderr
     assert done.stdout == "served"
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("failing", ["pidfd_open", "connect_write_pipe"])
+def test_a_fork_here_that_fails_half_way_leaves_no_process_and_no_descriptor(
+    monkeypatch: pytest.MonkeyPatch, failing: str,
+) -> None:
+    me = psutil.Process()
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        fds = me.num_fds()
+        before = {c.pid for c in me.children()}  # e.g. the session's resource tracker
+
+        def fail(*args: object, **kwargs: object) -> None:
+            raise OSError(24, "injected: too many open files")
+
+        if failing == "pidfd_open":
+            monkeypatch.setattr(forkserver_module.os, "pidfd_open", fail)
+        else:
+            monkeypatch.setattr(loop, "connect_write_pipe", fail)
+        with pytest.raises(OSError, match="injected"):
+            await ForkServer(fork_here=True).start()
+        await asyncio.sleep(0.01)  # a closed transport lets go of its pipe on the next loop pass
+        assert [c for c in me.children()
+                if c.pid not in before and c.status() != psutil.STATUS_ZOMBIE] == []
+        assert me.num_fds() == fds
+
+    asyncio.run(main())
