@@ -28,6 +28,7 @@ from golem_task_api.proto.golem_task_api_grpc import ProviderAppStub, RequestorA
 log = logging.getLogger("golem_task_api.client")
 
 HEALTH_POLL_INTERVAL = 0.1
+# The first pause between health polls; it doubles up to HEALTH_POLL_INTERVAL.
 FIRST_HEALTH_POLL_PAUSE = 0.005
 # How long a client waits for a freshly started service to answer SERVING.
 CONNECTION_TIMEOUT = 15.0
