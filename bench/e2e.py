@@ -9,12 +9,15 @@ must at least have tried (sum of nonce + 1) per second, next to the engine
 pool's own rate measured right before each run (the median of the per-run
 ratios), so the node's overhead shows as a ratio even on a shared machine;
 then the rate of nonces the providers reported trying (their progress files).
+Also printed: the share a node could reach with no overhead at all, only
+the tail (`tail_bound`), the ceiling of the "of the pool's rate" figure.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import json
+import random
 import shutil
 import statistics
 import tempfile
@@ -45,6 +48,22 @@ def one_run(base: Path, difficulty: int, subtasks: int) -> tuple[float, int, int
     shutil.rmtree(scratch)
     shutil.rmtree(base / "out")
     return seconds, sum(r.nonce + 1 for r in report.subtasks), report.hashes
+
+
+def tail_bound(subtasks: int, providers: int, trials: int = 20000, seed: int = 1) -> float:
+    """The median share of the pool's rate a node can reach at best: no overhead
+    at all, only the tail. A subtask's work is geometric (about exponential),
+    parts go to whichever provider is free first, and once none is left a
+    provider that finishes idles until the last one does."""
+    rng = random.Random(seed)
+    shares = []
+    for _ in range(trials):
+        loads = [0.0] * providers
+        work = [rng.expovariate(1.0) for _ in range(subtasks)]
+        for w in work:
+            loads[loads.index(min(loads))] += w
+        shares.append(sum(work) / (providers * max(loads)))
+    return statistics.median(shares)
 
 
 def main() -> None:
@@ -85,7 +104,9 @@ def main() -> None:
     print(f"engine pool rate (engine.benchmark, before each run): median "
           f"{statistics.median(pool_rates) / 1e6:.1f} MH/s, {min(pool_rates) / 1e6:.1f}-"
           f"{max(pool_rates) / 1e6:.1f}")
-    print(f"{args.subtasks} subtasks, median of {args.reps} runs each")
+    providers, _ = default_split(args.subtasks, None, None, engine.usable_workers())
+    print(f"{args.subtasks} subtasks, median of {args.reps} runs each; with no overhead but the "
+          f"tail ({providers} providers) at most {tail_bound(args.subtasks, providers):.2f} of the pool's rate")
     for row in rows:
         print(
             f"difficulty {row['difficulty']:>3}: {row['median_seconds']:6.2f} s per run, "
