@@ -184,30 +184,32 @@ class FirstProviderLies(LocalServers):
         return Provider(SubprocessTaskApiService(work_dir, argv), work_dir, self._port())
 
 
+def the_one_failure(servers: LocalServers, input_file: Path, tmp_path: Path) -> str:
+    """Run one subtask at difficulty 4 whose first provider fails; the run must still
+    verify it (on the next provider). Returns the one failure it reported."""
+    run = TaskRun(servers, input_file, difficulty=4, subtasks=1, providers=1, out_dir=tmp_path / "out")
+    asyncio.run(run.run())
+    report = run.report()
+    assert report.ok, report.failures
+    assert len(report.failures) == 1, report.failures
+    check_out_dir(tmp_path / "out", 4, 1)
+    return report.failures[0]
+
+
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("how", ["missing", "directory"])
 def test_result_path_that_is_not_a_file_is_a_provider_failure(
     tmp_path: Path, input_file: Path, how: str,
 ) -> None:
     servers = FirstProviderLies(scratch_dir(tmp_path), workers=1, how=how)
-    run = TaskRun(servers, input_file, difficulty=4, subtasks=1, providers=1, out_dir=tmp_path / "out")
-    asyncio.run(run.run())
-    report = run.report()
-    assert report.ok, report.failures
-    assert len(report.failures) == 1 and "provider failed" in report.failures[0]
-    check_out_dir(tmp_path / "out", 4, 1)
+    assert "provider failed" in the_one_failure(servers, input_file, tmp_path)
 
 
 @pytest.mark.timeout(60)
 def test_result_file_over_the_limit_is_a_provider_failure(tmp_path: Path, input_file: Path) -> None:
     servers = FirstProviderLies(scratch_dir(tmp_path), workers=1, how="huge")
-    run = TaskRun(servers, input_file, difficulty=4, subtasks=1, providers=1, out_dir=tmp_path / "out")
-    asyncio.run(run.run())
-    report = run.report()
-    assert report.ok, report.failures
-    assert len(report.failures) == 1, report.failures
-    assert "provider failed" in report.failures[0] and "larger than" in report.failures[0]
-    check_out_dir(tmp_path / "out", 4, 1)
+    failure = the_one_failure(servers, input_file, tmp_path)
+    assert "provider failed" in failure and "larger than" in failure
 
 
 @pytest.mark.timeout(60)
@@ -219,14 +221,9 @@ def test_result_file_swapped_for_a_symlink_at_open_is_not_followed(
     scratch = scratch_dir(tmp_path)
     servers = FirstProviderLies(scratch, workers=1, how="plain")
     swapped = swap_at_open(monkeypatch, scratch / "liar" / "result.zip", to_symlink(secret), shutil)
-    run = TaskRun(servers, input_file, difficulty=4, subtasks=1, providers=1, out_dir=tmp_path / "out")
-    asyncio.run(run.run())
-    report = run.report()
+    failure = the_one_failure(servers, input_file, tmp_path)
     assert swapped
-    assert report.ok, report.failures
-    assert len(report.failures) == 1, report.failures
-    assert "provider failed" in report.failures[0] and "symlink" in report.failures[0]
-    check_out_dir(tmp_path / "out", 4, 1)
+    assert "provider failed" in failure and "symlink" in failure
 
 
 @pytest.mark.timeout(60)
@@ -254,16 +251,11 @@ def test_result_directory_swapped_for_a_symlink_at_open_is_not_followed(
         return real_open(path, *args, **kwargs)
 
     monkeypatch.setattr(os, "open", opener)
-    run = TaskRun(servers, input_file, difficulty=4, subtasks=1, providers=1, out_dir=tmp_path / "out")
-    asyncio.run(run.run())
-    report = run.report()
+    failure = the_one_failure(servers, input_file, tmp_path)
     assert swapped
-    assert report.ok, report.failures
-    assert len(report.failures) == 1, report.failures
-    assert "whose directory is not one in its work dir" in report.failures[0]
+    assert "whose directory is not one in its work dir" in failure
     assert not any(p.is_file() and p.read_bytes() == secret
                    for p in (scratch / "requestor").rglob("*"))
-    check_out_dir(tmp_path / "out", 4, 1)
 
 
 @pytest.mark.parametrize("answer", ["../escape.zip", "a/../../escape.zip", "/etc/passwd", "."])
