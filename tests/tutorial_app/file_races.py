@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import builtins
 import os
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -21,7 +22,8 @@ def swap_at_open(
     monkeypatch: pytest.MonkeyPatch, target: Path, swap: Callable[[Path], None],
     *modules: ModuleType,
 ) -> list[Path]:
-    """Run ``swap(target)`` once, right before the first open of ``target``.
+    """Run ``swap(target)`` once, right before the first open of ``target``
+    (or of a path under it, when ``target`` is a directory on the way).
 
     Hooks ``os.open`` and the builtin ``open`` as seen from ``modules``;
     returns the list the swapped path is appended to when the swap happened.
@@ -31,10 +33,11 @@ def swap_at_open(
     def opens_target(path: Any, dir_fd: int | None) -> bool:
         if not isinstance(path, (str, os.PathLike)):
             return False
-        if dir_fd is None:
-            return Path(path) == target
-        # Relative to an open directory, as a reader that walks with openat does.
-        return Path(os.readlink(f"/proc/self/fd/{dir_fd}")) / path == target
+        opened = Path(path)
+        if dir_fd is not None:
+            # Relative to an open directory, as a reader that walks with openat does.
+            opened = Path(os.readlink(f"/proc/self/fd/{dir_fd}")) / path
+        return opened == target or target in opened.parents
 
     def hooked(real: Callable[..., Any]) -> Callable[..., Any]:
         def opener(path: Any, *args: Any, **kwargs: Any) -> Any:
@@ -54,6 +57,14 @@ def to_symlink(points_to: Path) -> Callable[[Path], None]:
     """A swap that replaces the file with a symlink to ``points_to``."""
     def swap(path: Path) -> None:
         path.unlink()
+        path.symlink_to(points_to)
+    return swap
+
+
+def dir_to_symlink(points_to: Path) -> Callable[[Path], None]:
+    """A swap that replaces a directory with a symlink to ``points_to``."""
+    def swap(path: Path) -> None:
+        shutil.rmtree(path)
         path.symlink_to(points_to)
     return swap
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import psutil
@@ -21,18 +21,32 @@ from tutorial_app import forkserver as forkserver_module
 from tutorial_app.forkserver import ForkedService, ForkServer
 
 
+@contextlib.asynccontextmanager
+async def running_forkserver(log_path: Path | None = None, fork_here: bool | None = None
+                             ) -> AsyncIterator[ForkServer]:
+    """A started fork server, closed on the way out."""
+    forkserver = ForkServer(log_path, fork_here=fork_here)
+    await forkserver.start()
+    try:
+        yield forkserver
+    finally:
+        await forkserver.close()
+
+
+def provider_service(forkserver: ForkServer, tmp_path: Path, log_path: Path | None = None) -> ForkedService:
+    """A one-worker provider to be forked, with tmp_path/work as its work dir."""
+    work = tmp_path / "work"
+    work.mkdir(exist_ok=True)
+    return ForkedService(forkserver, ["--work-dir", str(work)], {"TUTORIAL_APP_WORKERS": "1"}, log_path)
+
+
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("fork_here", [True, False], ids=["forked from the node", "fresh interpreter"])
 def test_forked_provider_serves_and_leaves_nothing_behind(tmp_path: Path, fork_here: bool) -> None:
     async def main() -> None:
-        forkserver = ForkServer(tmp_path / "forkserver.log", fork_here=fork_here)
-        await forkserver.start()
-        assert forkserver.forked_here == fork_here
-        try:
-            work = tmp_path / "work"
-            work.mkdir()
-            service = ForkedService(forkserver, ["--work-dir", str(work)],
-                                    {"TUTORIAL_APP_WORKERS": "1"}, tmp_path / "p.log")
+        async with running_forkserver(tmp_path / "forkserver.log", fork_here) as forkserver:
+            assert forkserver.forked_here == fork_here
+            service = provider_service(forkserver, tmp_path, tmp_path / "p.log")
             client = await ProviderAppClient.create(service, port=find_free_port())
             assert service.running() and service.pid is not None
             workers = psutil.Process(service.pid).children(recursive=True)
@@ -44,8 +58,6 @@ def test_forked_provider_serves_and_leaves_nothing_behind(tmp_path: Path, fork_h
             assert "provider server" in (tmp_path / "p.log").read_text()
             gone, alive = psutil.wait_procs(workers, timeout=5)
             assert not alive
-        finally:
-            await forkserver.close()
 
     asyncio.run(main())
 
@@ -55,9 +67,7 @@ def test_closing_the_fork_server_kills_its_servers_and_their_workers(tmp_path: P
     async def main() -> list[psutil.Process]:
         forkserver = ForkServer()
         await forkserver.start()
-        work = tmp_path / "work"
-        work.mkdir()
-        service = ForkedService(forkserver, ["--work-dir", str(work)], {"TUTORIAL_APP_WORKERS": "1"})
+        service = provider_service(forkserver, tmp_path)
         client = await ProviderAppClient.create(service, port=find_free_port())
         assert service.pid is not None
         tree = [psutil.Process(service.pid), *psutil.Process(service.pid).children(recursive=True)]
@@ -74,17 +84,11 @@ def test_closing_the_fork_server_kills_its_servers_and_their_workers(tmp_path: P
 @pytest.mark.timeout(60)
 def test_stop_ends_a_forked_server(tmp_path: Path) -> None:
     async def main() -> None:
-        forkserver = ForkServer()
-        await forkserver.start()
-        try:
-            work = tmp_path / "work"
-            work.mkdir()
-            service = ForkedService(forkserver, ["--work-dir", str(work)], {"TUTORIAL_APP_WORKERS": "1"})
+        async with running_forkserver() as forkserver:
+            service = provider_service(forkserver, tmp_path)
             await service.start("provider " + str(find_free_port()), 0)
             await service.stop()
             assert not service.running() and service.returncode is not None
-        finally:
-            await forkserver.close()
 
     asyncio.run(main())
 
@@ -92,13 +96,8 @@ def test_stop_ends_a_forked_server(tmp_path: Path) -> None:
 @pytest.mark.timeout(60)
 def test_reaped_children_leave_no_entry_behind(tmp_path: Path) -> None:
     async def main() -> None:
-        forkserver = ForkServer()
-        await forkserver.start()
-        try:
-            work = tmp_path / "work"
-            work.mkdir()
-            services = [ForkedService(forkserver, ["--work-dir", str(work)], {"TUTORIAL_APP_WORKERS": "1"})
-                        for _ in range(3)]
+        async with running_forkserver() as forkserver:
+            services = [provider_service(forkserver, tmp_path) for _ in range(3)]
             for service in services:
                 # An unknown role: the child exits at once with a usage error.
                 await service.start("no-such-role 1", 0)
@@ -106,8 +105,6 @@ def test_reaped_children_leave_no_entry_behind(tmp_path: Path) -> None:
                 await service.wait_until_shutdown_complete()
                 assert not service.running() and service.returncode not in (None, 0)
             assert forkserver._exits == {}  # one entry per provider would grow for the whole run
-        finally:
-            await forkserver.close()
 
     asyncio.run(main())
 
@@ -193,19 +190,13 @@ def test_a_fork_server_forked_from_the_node_holds_none_of_its_sockets(tmp_path: 
         listener.bind(("127.0.0.1", 0))
         listener.listen()
         port = listener.getsockname()[1]
-        forkserver = ForkServer(fork_here=True)
-        await forkserver.start()
-        try:
-            work = tmp_path / "work"
-            work.mkdir()
-            service = ForkedService(forkserver, ["--work-dir", str(work)], {"TUTORIAL_APP_WORKERS": "1"})
+        async with running_forkserver(fork_here=True) as forkserver:
+            service = provider_service(forkserver, tmp_path)
             client = await ProviderAppClient.create(service, port=find_free_port())
             listener.close()
             with socket.socket() as probe, pytest.raises(ConnectionRefusedError):
                 probe.connect(("127.0.0.1", port))
             await client.shutdown(5)
-        finally:
-            await forkserver.close()
 
     asyncio.run(main())
 

@@ -20,7 +20,7 @@ from tutorial_app.node import ProviderResultError, _read_result
 from tutorial_app.progressfile import SearchProgress, read_progress
 import engine
 from app_testing import check_out_dir, children_now
-from file_races import swap_at_open, to_symlink
+from file_races import dir_to_symlink, swap_at_open, to_symlink
 from tutorial_app.runner import (
     LocalServers, OutDirError, Provider, RunError, TaskRun, default_split, default_subtask_timeout,
     parse_address, scratch_dir,
@@ -239,18 +239,7 @@ def test_result_directory_swapped_for_a_symlink_at_open_is_not_followed(
     (outside / "result.zip").write_bytes(secret)
     scratch = scratch_dir(tmp_path)
     servers = FirstProviderLies(scratch, workers=1, how="nested")
-    liar_out = scratch / "liar" / "out"
-    real_open = os.open
-    swapped: list[bool] = []
-
-    def opener(path: Any, *args: Any, **kwargs: Any) -> Any:
-        if not swapped and Path(path).name in ("out", "result.zip") and liar_out.is_dir():
-            swapped.append(True)  # first: rmtree opens files too
-            shutil.rmtree(liar_out)
-            liar_out.symlink_to(outside)
-        return real_open(path, *args, **kwargs)
-
-    monkeypatch.setattr(os, "open", opener)
+    swapped = swap_at_open(monkeypatch, scratch / "liar" / "out", dir_to_symlink(outside))
     failure = the_one_failure(servers, input_file, tmp_path)
     assert swapped
     assert "whose directory is not one in its work dir" in failure
