@@ -114,6 +114,7 @@ async def wait_until_serving(
     stub = HealthStub(channel)
     deadline = time.monotonic() + timeout
     pause = min(FIRST_HEALTH_POLL_PAUSE, poll_interval)
+    last = "no answer"
     while True:
         if not service.running():
             raise ServiceNotReadyError("the service exited before it answered the health check")
@@ -123,11 +124,14 @@ async def wait_until_serving(
             )
             if reply.status == HealthCheckResponse.SERVING:
                 return
-        except (GRPCError, *_CONNECTION_ERRORS):
+            last = f"status {HealthCheckResponse.ServingStatus.Name(reply.status)}"
+        except (GRPCError, *_CONNECTION_ERRORS) as exc:
+            last = f"{type(exc).__name__}: {exc}"
             # A fresh connection is tried next time round.
             channel.close()
         if time.monotonic() >= deadline:
-            raise ServiceNotReadyError(f"no SERVING health check answer within {timeout} s")
+            raise ServiceNotReadyError(
+                f"no SERVING health check answer within {timeout} s (last: {last[:200]})")
         await asyncio.sleep(pause)
         pause = min(2 * pause, poll_interval)
 

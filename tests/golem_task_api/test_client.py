@@ -10,9 +10,7 @@ import pytest
 from grpclib.client import Channel
 
 from golem_task_api.client import (
-    RequestorAppClient,
-    ServiceNotReadyError,
-    TaskApiService,
+    RequestorAppClient, ServiceNotReadyError, TaskApiService, wait_until_serving,
 )
 from golem_task_api.proto.golem_task_api_grpc import RequestorAppStub
 from golem_task_api.testutils import SubprocessTaskApiService, find_free_port
@@ -78,3 +76,25 @@ def test_create_fails_fast_when_the_service_dies_before_serving(tmp_path: Path) 
         asyncio.run(RequestorAppClient.create(service, find_free_port(), health_timeout=15))
     assert time.monotonic() - started < 5
     assert service.returncode == 3
+
+
+class _AlwaysRunning:
+    """A service that claims to run but never listens: every health poll is refused."""
+
+    def running(self) -> bool:
+        return True
+
+
+@pytest.mark.timeout(10)
+def test_a_health_wait_that_gives_up_says_what_the_last_poll_got() -> None:
+    async def scenario() -> str:
+        channel = Channel("127.0.0.1", find_free_port())
+        try:
+            with pytest.raises(ServiceNotReadyError) as raised:
+                await wait_until_serving(channel, _AlwaysRunning(), timeout=0.3)  # type: ignore[arg-type]
+        finally:
+            channel.close()
+        return str(raised.value)
+
+    message = asyncio.run(scenario())
+    assert "within 0.3 s" in message and "last: ConnectionRefusedError" in message
