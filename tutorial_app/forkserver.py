@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import logging
 import os
@@ -42,7 +43,7 @@ import signal
 import sys
 import threading
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -280,6 +281,39 @@ class _ForkedHere:
 _inherited_streams: list[Any] = []
 
 
+def forget_node_descriptors(keep: int | None) -> None:
+    """In a process forked from the node: let go of every descriptor above 2 but ``keep``.
+
+    Each is pointed at /dev/null rather than closed. The node's Python
+    objects came along in the fork, and one collected here closes its
+    descriptor number: freed, that number would by then be one of ours. (Seen:
+    a provider dropped the node's multiprocessing heap, whose mmap closed what
+    had become the provider's epoll fd.) Pointed at /dev/null, the number
+    stays taken and whatever the node had opened is released all the same.
+    """
+    devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    try:
+        try:
+            fds: Iterable[int] = [int(name) for name in os.listdir("/proc/self/fd")]
+        except OSError:  # no /proc: every number the limit allows
+            fds = range(3, min(os.sysconf("SC_OPEN_MAX"), 1 << 16))
+        for fd in fds:
+            if fd <= 2 or fd in (devnull, keep):
+                continue
+            if _is_open(fd):
+                os.dup2(devnull, fd, inheritable=False)
+    finally:
+        os.close(devnull)
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        fcntl.fcntl(fd, fcntl.F_GETFD)
+    except OSError:
+        return False  # e.g. the listing's own descriptor, closed by now
+    return True
+
+
 def _forked_here_main(stdin_fd: int, stdout_fd: int, log_fd: int) -> None:
     """The child side of `_ForkedHere.start`: forget the node, then serve."""
     code = 1
@@ -293,13 +327,8 @@ def _forked_here_main(stdin_fd: int, stdout_fd: int, log_fd: int) -> None:
         import multiprocessing.process
         import multiprocessing.resource_tracker
         tracker = multiprocessing.resource_tracker._resource_tracker  # type: ignore[attr-defined]
-        keep = tracker._fd if tracker._fd is not None and tracker._fd > 2 else None
-        if keep is None:
-            os.closerange(3, 1 << 20)
-        else:
-            # The node's resource tracker serves the engine pools forked from here too.
-            os.closerange(3, keep)
-            os.closerange(keep + 1, 1 << 20)
+        # The node's resource tracker serves the engine pools forked from here too.
+        forget_node_descriptors(keep=tracker._fd if tracker._fd is not None and tracker._fd > 2 else None)
         signal.set_wakeup_fd(-1)
         for signum in (signal.SIGTERM, signal.SIGCHLD, signal.SIGHUP):
             signal.signal(signum, signal.SIG_DFL)
@@ -415,9 +444,10 @@ def _serve() -> None:
     # Ctrl-C belongs to the node, which stops the servers in order.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _preload()
-    # One tracker for every child's engine pool, started before any fork.
-    import multiprocessing.resource_tracker
-    multiprocessing.resource_tracker.ensure_running()
+    # No multiprocessing resource tracker is started here: the engine pools
+    # of forked servers fork their workers and name no semaphore, so none
+    # needs one. Started here, it would cost every run an interpreter's
+    # start, and hold the protocol pipe (its stdout) open past our exit.
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
     signal.set_wakeup_fd(wake_w)

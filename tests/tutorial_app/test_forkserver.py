@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import socket
 import subprocess
 import sys
@@ -260,3 +261,82 @@ def test_a_fork_here_that_fails_half_way_leaves_no_process_and_no_descriptor(
         assert me.num_fds() == fds
 
     asyncio.run(main())
+
+
+def _in_a_forked_child(child: Callable[[], None], timeout: float = 10.0) -> int:
+    """Run ``child`` in a plain fork of this process; its exit code (1 if it raised)."""
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            child()
+            code = 0
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        reaped, status = os.waitpid(pid, os.WNOHANG)
+        if reaped:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.01)
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    raise AssertionError("the forked child did not end")
+
+
+@pytest.mark.timeout(30)
+def test_an_object_of_the_node_collected_in_the_fork_server_closes_none_of_its_descriptors() -> None:
+    """The node's Python objects come along in the fork. Collected there, one
+    closes its descriptor number: that number must not have become one of the
+    fork server's own. Seen: a provider's event loop lost its epoll fd to an
+    mmap of the node's multiprocessing heap, and every provider crashed."""
+    node_socket = socket.socket()
+    number = node_socket.fileno()
+
+    def child() -> None:
+        forkserver_module.forget_node_descriptors(keep=None)
+        mine = [os.open(os.devnull, os.O_RDONLY) for _ in range(number + 1)]
+        node_socket.close()  # as its collection would
+        for fd in mine:
+            os.fstat(fd)  # raises EBADF if the node's object closed it
+
+    try:
+        assert _in_a_forked_child(child) == 0
+    finally:
+        node_socket.close()
+
+
+_AFTER_AN_ENGINE_SEARCH_SCRIPT = """
+import asyncio, sys
+from pathlib import Path
+import engine
+from golem_task_api.client import ProviderAppClient
+from golem_task_api.testutils import find_free_port
+from tutorial_app.forkserver import ForkedService, ForkServer
+
+async def main(work):
+    forkserver = ForkServer(fork_here=True)
+    await forkserver.start()
+    try:
+        env = {"TUTORIAL_APP_WORKERS": "1", "TUTORIAL_APP_POOL_START": "eager"}
+        for i in range(3):
+            (work / str(i)).mkdir()
+            service = ForkedService(forkserver, ["--work-dir", str(work / str(i))], env)
+            client = await ProviderAppClient.create(service, port=find_free_port(), health_timeout=10)
+            await client.shutdown(5)
+            assert service.returncode == 0, service.returncode
+    finally:
+        await forkserver.close()
+
+engine.benchmark(0.05)  # as bench.e2e does: the node's own pool leaves its arena behind
+asyncio.run(main(Path(sys.argv[1])))
+print("served")
+"""
+
+
+@pytest.mark.timeout(60)
+def test_providers_forked_after_the_node_ran_an_engine_search_start_their_pools(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-c", _AFTER_AN_ENGINE_SEARCH_SCRIPT, str(tmp_path)],
+                          capture_output=True, text=True, timeout=50)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "served"
