@@ -10,6 +10,7 @@ import abc
 import asyncio
 import json
 import logging
+import socket
 import ssl
 import time
 from pathlib import Path
@@ -30,6 +31,11 @@ log = logging.getLogger("golem_task_api.client")
 HEALTH_POLL_INTERVAL = 0.1
 # The first pause between health polls; it doubles up to HEALTH_POLL_INTERVAL.
 FIRST_HEALTH_POLL_PAUSE = 0.005
+# TCP probes of a server that does not listen yet: cheap, so frequent.
+FIRST_ACCEPT_PROBE_PAUSE = 0.001
+ACCEPT_PROBE_INTERVAL = 0.01
+# A connect that neither succeeds nor fails this fast (a host dropping packets) is a miss.
+ACCEPT_PROBE_TIMEOUT = 0.5
 # How long a client waits for a freshly started service to answer SERVING.
 CONNECTION_TIMEOUT = 15.0
 HEALTH_TIMEOUT = CONNECTION_TIMEOUT
@@ -90,14 +96,56 @@ class TaskApiService(abc.ABC):
         The service is stopped again when it never gets there.
         """
         host, port = await self.start(command, port)
+        deadline = time.monotonic() + health_timeout
         channel = Channel(host, port, ssl=ssl_context)
         try:
-            await wait_until_serving(channel, self, health_timeout)
+            await wait_until_accepting(host, port, self, health_timeout)
+            await wait_until_serving(channel, self, max(0.0, deadline - time.monotonic()))
         except BaseException:
             channel.close()
             await self.stop()
             raise
         return channel
+
+
+async def wait_until_accepting(
+    host: str, port: int, service: TaskApiService, timeout: float = HEALTH_TIMEOUT,
+) -> None:
+    """Wait until ``host:port`` accepts a TCP connection; ServiceNotReadyError otherwise.
+
+    A refused connect costs microseconds where a refused health call costs a
+    gRPC connection set up in Python, so this probes often (every few ms) and
+    the health check is called once the server listens: a server is dialled
+    as soon as it is ready, and one that is slow to start costs little."""
+    loop = asyncio.get_running_loop()
+    deadline = time.monotonic() + timeout
+    pause = FIRST_ACCEPT_PROBE_PAUSE
+    last = "no answer"
+    while True:
+        if not service.running():
+            raise ServiceNotReadyError("the service exited before it answered the health check")
+        try:
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+            for family, kind, proto, _, address in infos:
+                with socket.socket(family, kind, proto) as sock:
+                    sock.setblocking(False)
+                    try:
+                        await asyncio.wait_for(loop.sock_connect(sock, address), ACCEPT_PROBE_TIMEOUT)
+                    except (OSError, asyncio.TimeoutError) as exc:
+                        last = f"{type(exc).__name__}: {exc}"
+                        continue
+                    # A connect to a local port nobody listens on can, rarely,
+                    # be given that port as its own and connect to itself.
+                    if sock.getsockname() != sock.getpeername():
+                        return
+                    last = "a connection to itself"
+        except OSError as exc:  # the name does not resolve (yet)
+            last = f"{type(exc).__name__}: {exc}"
+        if time.monotonic() >= deadline:
+            raise ServiceNotReadyError(
+                f"no SERVING health check answer within {timeout} s (last: {last[:200]})")
+        await asyncio.sleep(pause)
+        pause = min(2 * pause, ACCEPT_PROBE_INTERVAL)
 
 
 async def wait_until_serving(

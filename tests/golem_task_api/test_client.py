@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 from grpclib.client import Channel
+from grpclib.health.service import Health
+from grpclib.server import Server
 
 from golem_task_api.client import (
     RequestorAppClient, ServiceNotReadyError, TaskApiService, wait_until_serving,
@@ -98,3 +100,49 @@ def test_a_health_wait_that_gives_up_says_what_the_last_poll_got() -> None:
 
     message = asyncio.run(scenario())
     assert "within 0.3 s" in message and "last: ConnectionRefusedError" in message
+
+
+class _LateListener(TaskApiService):
+    """A server that answers SERVING, but only starts listening ``delay`` s after start()."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+        self.listening_at = 0.0
+        self._server = Server([Health()])
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, command: object, port: int) -> tuple[str, int]:
+        async def listen_later() -> None:
+            await asyncio.sleep(self.delay)
+            await self._server.start("127.0.0.1", port)
+            self.listening_at = time.monotonic()
+        self._task = asyncio.create_task(listen_later())
+        return "127.0.0.1", port
+
+    def running(self) -> bool:
+        return True
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def wait_until_shutdown_complete(self) -> None:
+        await self.stop()
+
+
+@pytest.mark.timeout(10)
+def test_a_server_that_starts_listening_late_is_dialled_within_milliseconds() -> None:
+    """Waiting for a server is on the path of every start: a client that polls
+    rarely (0.1 s) leaves a server that is ready unused for most of a poll."""
+    async def scenario() -> float:
+        service = _LateListener(delay=0.36)
+        channel = await service.open_channel("requestor", find_free_port(), health_timeout=5)
+        noticed = time.monotonic() - service.listening_at
+        channel.close()
+        await service.stop()
+        return noticed
+
+    assert asyncio.run(scenario()) < 0.05
