@@ -11,23 +11,56 @@ ratios), so the node's overhead shows as a ratio even on a shared machine;
 then the rate of nonces the providers reported trying (their progress files).
 Also printed: the share a node could reach with no overhead at all, only
 the tail (`tail_bound`), the ceiling of the "of the pool's rate" figure.
+
+The work of a run is random (each part's salt is), so two versions differ
+by more than their overhead from one series to the next. ``--seed S`` draws
+the salts of rep ``r`` from ``S + r``: every version (or checkout) run with
+the same seed searches the same nonces rep by rep, and their per-rep
+ratios compare pair by pair; the mean ratio is printed too.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import random
 import shutil
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import engine
+import tutorial_app.requestor
+from tutorial_app.forkserver import can_fork_here
 from tutorial_app.runner import LocalServers, TaskRun, default_split, scratch_dir
 
 INPUT = "Golem tutorial app end-to-end benchmark input.\n"
+
+
+@contextlib.contextmanager
+def seeded_salts(seed: int | None) -> Iterator[None]:
+    """Within: the requestors of runs started here draw their parts' salts from ``seed``.
+
+    The requestor is forked (through the fork server) from this process, so it
+    inherits the seeded source; a requestor started as a fresh interpreter
+    would not, hence the check. None: salts stay random."""
+    if seed is None:
+        yield
+        return
+    if not can_fork_here():
+        raise RuntimeError("--seed needs the fork server forked from this process (one thread only)")
+    rng = random.Random(seed)
+    real = tutorial_app.requestor.secrets
+    tutorial_app.requestor.secrets = SimpleNamespace(  # type: ignore[assignment]
+        token_hex=lambda nbytes: rng.randbytes(nbytes).hex())
+    try:
+        yield
+    finally:
+        tutorial_app.requestor.secrets = real
 
 
 def one_run(base: Path, difficulty: int, subtasks: int) -> tuple[float, int, int]:
@@ -72,6 +105,8 @@ def main() -> None:
     parser.add_argument("--subtasks", type=int, default=4)
     parser.add_argument("--difficulty", type=int, nargs="+", default=[12, 24, 28])
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="draw rep r's salts from SEED + r: the same work for every version run with it")
     args = parser.parse_args()
 
     # The machine is shared: the pool's own rate is measured right before each
@@ -80,12 +115,14 @@ def main() -> None:
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-e2e-") as tmp:
         for difficulty in args.difficulty:
-            times, hashes, reported, ratios = [], [], [], []
+            times, hashes, reported, ratios, hashes_needed = [], [], [], [], []
             for _ in range(args.reps):
                 pool_rate = engine.benchmark(1.0) * 1e6
                 pool_rates.append(pool_rate)
-                seconds, needed, tried = one_run(Path(tmp), difficulty, args.subtasks)
+                with seeded_salts(None if args.seed is None else args.seed + len(times)):
+                    seconds, needed, tried = one_run(Path(tmp), difficulty, args.subtasks)
                 times.append(seconds)
+                hashes_needed.append(needed)
                 hashes.append(needed / seconds)
                 reported.append(tried / seconds)
                 ratios.append(needed / seconds / pool_rate)
@@ -96,6 +133,8 @@ def main() -> None:
                 "seconds_per_subtask": statistics.median(times) / args.subtasks,
                 "min_hash_rate": statistics.median(hashes),
                 "of_pool_rate": statistics.median(ratios),
+                "of_pool_rate_mean": statistics.mean(ratios),
+                "needed_hashes": hashes_needed,
                 "reported_hash_rate": statistics.median(reported),
             })
     if args.json:
@@ -112,7 +151,7 @@ def main() -> None:
             f"difficulty {row['difficulty']:>3}: {row['median_seconds']:6.2f} s per run, "
             f"{row['seconds_per_subtask']:5.2f} s per subtask, "
             f"{row['min_hash_rate'] / 1e6:7.2f} MH/s at least "
-            f"({row['of_pool_rate']:.2f} of the pool's rate; "
+            f"({row['of_pool_rate']:.2f} of the pool's rate, mean {row['of_pool_rate_mean']:.2f}; "
             f"{row['reported_hash_rate'] / 1e6:.2f} MH/s tried as the providers reported)"
         )
 
