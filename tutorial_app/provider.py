@@ -155,6 +155,15 @@ class ProviderHandler(api.ProviderAppHandler):
         check_file_name("subtask id", subtask_id)
         inputs_dir = task_work_dir / api.constants.SUBTASK_INPUTS_DIR
         difficulty, resource = parse_subtask_params(subtask_params, inputs_dir)
+        pool: engine.Supervisor | None = None
+        if difficulty > IN_PROCESS_MAX_DIFFICULTY and self.lifecycle is not None:
+            # Before anything runs off the loop: started while this is the
+            # process's only thread, the pool forks its workers (milliseconds)
+            # instead of spawning fresh interpreters.
+            try:
+                pool = await self.lifecycle.pool()
+            except engine.PoolStartFailed as exc:
+                raise ComputeFailedError(f"subtask {subtask_id}: the search failed: {exc}") from None
         try:
             member = await asyncio.to_thread(_read_input, inputs_dir / resource)
         except FileNotFoundError:
@@ -171,7 +180,6 @@ class ProviderHandler(api.ProviderAppHandler):
                 solution = await api.threading.Executor.run(
                     _search_in_process, member.text, difficulty, reporter)
             else:
-                pool = await self.lifecycle.pool() if self.lifecycle is not None else None
                 solution = await api.threading.Executor.run(_search, pool, member.text, difficulty, reporter)
         except engine.SearchCancelled as exc:
             reporter.finish(exc.hashes, exc.seconds)
