@@ -2,7 +2,9 @@
 
 `ProviderLifecycle` owns the engine's worker pool for the life of the
 provider server: it starts the pool while the server starts (so a Compute
-does not pay for it) and closes it when the server stops. `ProviderHandler`
+does not pay for it) and closes it when the server stops. Small searches,
+and every search of a provider told to run no pool (one given a single
+worker), run in the provider's own process instead. `ProviderHandler`
 runs the search on that pool in `golem_task_api.threading.Executor`, polling
 `Executor.is_shutting_down()`, so a Shutdown during Compute stops the workers
 promptly.
@@ -41,12 +43,18 @@ PROVIDER_BENCHMARK_SECONDS = 1.0
 POOL_START_ENV = "TUTORIAL_APP_POOL_START"
 """``eager`` (default): start the engine pool with the server, so a Compute does not
 wait for it. ``on-demand``: start it at the first Compute that needs one, so a
-provider that only ever searches in-process (small difficulties) never pays for it."""
-POOL_START_CHOICES = ("eager", "on-demand")
+provider that only ever searches in-process (small difficulties) never pays for it.
+``none``: no pool; every search runs in the provider's own process, for a provider
+given one core, where a pool would be one worker process more per subtask."""
+POOL_START_CHOICES = ("eager", "on-demand", "none")
 IN_PROCESS_MAX_DIFFICULTY = 16
 """Searches expected to try at most 2^16 nonces (milliseconds on one core) run in
 the provider's own process: handing them to the pool would cost more than they do."""
-_IN_PROCESS_CHUNK = 1 << 14
+_FIRST_SLICE = 1 << 14
+_MAX_SLICE = 1 << 22
+_SLICE_SECONDS = 0.005
+"""An in-process search scans in slices that grow to about this long: it looks at
+the shutdown flag and reports progress between them."""
 
 
 def pool_start_policy() -> str:
@@ -57,8 +65,17 @@ def pool_start_policy() -> str:
     return value
 
 
-def pool_start_for(difficulty: int) -> str:
-    """The policy a node should give the providers of a task at ``difficulty``."""
+def pool_start_for(difficulty: int | None, workers: int) -> str | None:
+    """The policy a node should give providers of ``workers`` engine workers for a
+    task at ``difficulty`` (None: not known); None leaves the provider's default.
+
+    One worker: no pool. Its one worker process would cost every subtask a
+    fork, its page faults and its exit (measured: 8 subtasks at difficulty 24
+    ran at 0.65 of the pool's rate with it, 0.69 without)."""
+    if workers == 1:
+        return "none"
+    if difficulty is None:
+        return None
     return "on-demand" if difficulty <= IN_PROCESS_MAX_DIFFICULTY else "eager"
 
 
@@ -76,6 +93,7 @@ class ProviderLifecycle(api.AppLifecycleHandler):
         self.workers = workers
         self.pool_start = pool_start
         self._supervisor: engine.Supervisor | None = None
+        self._policy: str | None = pool_start
         self._started = False
         self._closed = False
         self._starting: asyncio.Task[engine.Supervisor] | None = None
@@ -88,14 +106,19 @@ class ProviderLifecycle(api.AppLifecycleHandler):
     async def on_before_startup(self) -> None:
         """Start the worker processes before the server says SERVING (unless on demand)."""
         await super().on_before_startup()
-        policy = self.pool_start or pool_start_policy()
+        self._policy = self.pool_start or pool_start_policy()
         self._started = True
-        if policy == "eager":
+        if self._policy == "eager":
             await self.pool()
+
+    @property
+    def searches_in_process(self) -> bool:
+        """True when every search runs in this process (policy ``none``): no pool ever starts."""
+        return self._policy == "none"
 
     async def pool(self) -> engine.Supervisor | None:
         """The running pool, started now if need be; None outside the server's life."""
-        if not self._started or self._closed:
+        if not self._started or self._closed or self.searches_in_process:
             return None
         if self._supervisor is None:
             if self._starting is None:
@@ -155,8 +178,10 @@ class ProviderHandler(api.ProviderAppHandler):
         check_file_name("subtask id", subtask_id)
         inputs_dir = task_work_dir / api.constants.SUBTASK_INPUTS_DIR
         difficulty, resource = parse_subtask_params(subtask_params, inputs_dir)
+        in_process = difficulty <= IN_PROCESS_MAX_DIFFICULTY or (
+            self.lifecycle is not None and self.lifecycle.searches_in_process)
         pool: engine.Supervisor | None = None
-        if difficulty > IN_PROCESS_MAX_DIFFICULTY and self.lifecycle is not None:
+        if not in_process and self.lifecycle is not None:
             # Before anything runs off the loop: started while this is the
             # process's only thread, the pool forks its workers (milliseconds)
             # instead of spawning fresh interpreters.
@@ -176,7 +201,7 @@ class ProviderHandler(api.ProviderAppHandler):
         reporter = ProgressReporter(progress_path(task_work_dir, subtask_id))
         reporter.update(0, 0.0)
         try:
-            if difficulty <= IN_PROCESS_MAX_DIFFICULTY:
+            if in_process:
                 solution = await api.threading.Executor.run(
                     _search_in_process, member.text, difficulty, reporter)
             else:
@@ -272,14 +297,18 @@ def _search_in_process(text: str, difficulty: int, reporter: ProgressReporter) -
     stop = api.threading.Executor.is_shutting_down
     began = time.perf_counter()
     start = 0
+    span = _FIRST_SLICE
     while True:
         if stop():
             raise engine.SearchCancelled("search cancelled", hashes=start,
                                          seconds=time.perf_counter() - began)
-        found = kernel.scan(prefix, start, start + _IN_PROCESS_CHUNK, target)
-        seconds = time.perf_counter() - began
+        scan_began = time.perf_counter()
+        found = kernel.scan(prefix, start, start + span, target)
+        now = time.perf_counter()
         if found is not None:
             return engine.Solution(nonce=found, digest=engine.sha256_hex(text, found), hashes=found + 1,
-                                   seconds=seconds, workers=1, kernel=kernel.name)
-        start += _IN_PROCESS_CHUNK
-        reporter.update(start, seconds)
+                                   seconds=now - began, workers=1, kernel=kernel.name)
+        start += span
+        reporter.update(start, now - began)
+        if now - scan_began < _SLICE_SECONDS / 2 and span < _MAX_SLICE:
+            span *= 2  # a long search pays the per-slice cost (this loop, in Python) rarely

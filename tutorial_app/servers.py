@@ -101,7 +101,8 @@ class LocalServers:
     def __init__(self, scratch: Path, workers: int, env: dict[str, str] | None = None,
                  fork: bool = True, difficulty: int | None = None, keep_work_dirs: bool = False) -> None:
         """``env``: added to the servers' environment. ``difficulty``: the run's, when
-        known, so providers that will only search in-process never start a pool.
+        known, so providers that will only search in-process never start a pool
+        (one-worker providers never do).
         ``keep_work_dirs``: leave each provider's work dir in place when it is
         released (for a look afterwards); otherwise only its log stays."""
         self.scratch = scratch
@@ -112,8 +113,9 @@ class LocalServers:
         self.requestor_port = find_free_port()
         self.requestor_log: Path | None = scratch / "requestor.log"
         self._env = {**(env or {}), "TUTORIAL_APP_WORKERS": str(workers)}
-        if difficulty is not None and POOL_START_ENV not in self._env and not os.environ.get(POOL_START_ENV):
-            self._env[POOL_START_ENV] = pool_start_for(difficulty)
+        policy = pool_start_for(difficulty, workers)
+        if policy is not None and POOL_START_ENV not in self._env and not os.environ.get(POOL_START_ENV):
+            self._env[POOL_START_ENV] = policy
         self._fork = fork
         self._forkserver: ForkServer | None = None
         self._recent_ports: deque[int] = deque([self.requestor_port], maxlen=RECENT_PORTS)

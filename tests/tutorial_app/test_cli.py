@@ -60,15 +60,16 @@ def test_run_prints_progress_and_table(tmp_path: Path, input_file: Path) -> None
 def test_interrupt_stops_every_process(tmp_path: Path, input_file: Path, signum: int, again: bool) -> None:
     # Difficulty 256 never finishes: the run only ends through the signal.
     runner = subprocess.Popen(
-        [*CLI, "run", str(input_file), "-d", "256", "-n", "2", "-p", "2", "-w", "1",
+        [*CLI, "run", str(input_file), "-d", "256", "-n", "2", "-p", "2", "-w", "2",
          "--out", str(tmp_path / "out")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
         tree = psutil.Process(runner.pid)
         deadline = time.monotonic() + 30
-        # Requestor + 2 providers, each provider with an engine worker.
-        while len(tree.children(recursive=True)) < 5:
+        # The fork server, the requestor and 2 providers, each with a pool of
+        # 2 engine workers (a provider given one worker would have none).
+        while len(tree.children(recursive=True)) < 8:
             assert runner.poll() is None, runner.communicate()
             assert time.monotonic() < deadline, "the run never got to computing"
             time.sleep(0.05)

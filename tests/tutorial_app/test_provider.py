@@ -226,3 +226,57 @@ def test_a_pool_that_cannot_start_fails_the_compute_with_the_reason(
     with pytest.raises(ComputeFailedError, match="s1: the search failed: injected: fork refused"):
         asyncio.run(ProviderHandler(lifecycle).compute(
             work, "s1", {"difficulty": IN_PROCESS_MAX_DIFFICULTY + 1, "resources": ["s1.zip"]}))
+
+
+def test_the_policy_a_node_gives_its_providers() -> None:
+    from tutorial_app.provider import IN_PROCESS_MAX_DIFFICULTY, pool_start_for
+    assert pool_start_for(24, workers=1) == "none"  # one worker: no pool at all
+    assert pool_start_for(None, workers=1) == "none"
+    assert pool_start_for(IN_PROCESS_MAX_DIFFICULTY, workers=2) == "on-demand"
+    assert pool_start_for(IN_PROCESS_MAX_DIFFICULTY + 1, workers=2) == "eager"
+    assert pool_start_for(None, workers=2) is None
+
+
+def test_with_no_pool_a_big_search_runs_here_and_finds_the_pools_nonce(tmp_path: Path) -> None:
+    import psutil
+    from tutorial_app.provider import IN_PROCESS_MAX_DIFFICULTY
+    work = _provider_dir(tmp_path)
+    lifecycle = ProviderLifecycle(workers=1, pool_start="none")
+    big = IN_PROCESS_MAX_DIFFICULTY + 2
+    children = set(psutil.Process().children())
+
+    async def scenario() -> tuple[Path, set[psutil.Process]]:
+        await lifecycle.on_before_startup()
+        try:
+            rel = await ProviderHandler(lifecycle).compute(work, "s1", {"difficulty": big, "resources": ["s1.zip"]})
+            return rel, set(psutil.Process().children()) - children
+        finally:
+            await lifecycle.on_before_shutdown()
+            await lifecycle.on_after_shutdown()
+
+    rel, started = asyncio.run(scenario())
+    assert lifecycle.searches_in_process and lifecycle.supervisor is None and not started
+    digest, nonce = solve("provider input", big)
+    assert _result(work, rel) == ("s1", f"{digest} {nonce}")
+
+
+@pytest.mark.timeout(30)
+def test_shutdown_stops_a_long_search_that_runs_here_within_a_slice(tmp_path: Path) -> None:
+    from tutorial_app.progressfile import progress_path, read_progress
+    work = _provider_dir(tmp_path)
+    lifecycle = ProviderLifecycle(workers=1, pool_start="none")
+
+    async def scenario() -> float:
+        await lifecycle.on_before_startup()
+        compute = asyncio.create_task(
+            ProviderHandler(lifecycle).compute(work, "s1", {"difficulty": 60, "resources": ["s1.zip"]}))
+        await asyncio.sleep(0.5)
+        asked = time.monotonic()
+        Executor.request_shutdown()
+        with pytest.raises(FailedPreconditionError, match="interrupted"):
+            await compute
+        return time.monotonic() - asked
+
+    assert asyncio.run(scenario()) < 0.2
+    progress = read_progress(progress_path(work, "s1"))
+    assert progress is not None and progress.done and progress.hashes > 1_000_000

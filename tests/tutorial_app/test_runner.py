@@ -53,10 +53,10 @@ class FirstProviderStuck(LocalServers):
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("fork, difficulty", [(True, 10), (False, 10), (True, 18)],
-                         ids=["forked-in-process", "subprocess", "forked-pool"])
-def test_whole_task_verifies(tmp_path: Path, input_file: Path, fork: bool, difficulty: int) -> None:
-    servers = LocalServers(scratch_dir(tmp_path), workers=1, fork=fork, difficulty=difficulty)
+@pytest.mark.parametrize("fork, difficulty, workers", [(True, 10, 2), (False, 10, 2), (True, 18, 2), (True, 18, 1)],
+                         ids=["forked-in-process", "subprocess", "forked-pool", "forked-no-pool"])
+def test_whole_task_verifies(tmp_path: Path, input_file: Path, fork: bool, difficulty: int, workers: int) -> None:
+    servers = LocalServers(scratch_dir(tmp_path), workers=workers, fork=fork, difficulty=difficulty)
     run = TaskRun(servers, input_file, difficulty=difficulty, subtasks=3, providers=2,
                   out_dir=tmp_path / "out")
     asyncio.run(run.run())
