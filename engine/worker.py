@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import os
 import signal
-import stat
 import time
 from multiprocessing.connection import Connection
 from typing import Any
 
+from engine import descriptors
 from engine.kernels import ScanFn, get_kernel
 
 # Layout of the shared int64 array (see engine.supervisor).
@@ -63,25 +63,14 @@ def _forget_parent(conn: Connection) -> None:
     the parent loop's wake-up pipe), and its sockets: the supervisor's ends of
     the workers' pipes (socket pairs), held here a worker would never see the
     end of file it exits on; an app server's listening socket and
-    connections, which would stay open after the server closed them. Plain
-    pipes stay: one of them is how the supervisor sees this process end.
+    connections, which would stay open after the server closed them. They
+    are pointed at /dev/null (`engine.descriptors`). Plain pipes stay: one
+    of them is how the supervisor sees this process end.
     """
     signal.set_wakeup_fd(-1)
     for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGCHLD, signal.SIGUSR1, signal.SIGUSR2):
         signal.signal(signum, signal.SIG_DFL)
-    keep = conn.fileno()
-    try:
-        fds = [int(name) for name in os.listdir("/proc/self/fd")]
-    except OSError:  # no /proc: try every descriptor the limit allows
-        fds = list(range(3, min(os.sysconf("SC_OPEN_MAX"), 1 << 16)))
-    for fd in fds:
-        if fd <= 2 or fd == keep:
-            continue
-        try:
-            if stat.S_ISSOCK(os.fstat(fd).st_mode):
-                os.close(fd)
-        except OSError:  # the listing's own descriptor, closed by now
-            pass
+    descriptors.release(descriptors.inherited([conn.fileno()]), only=descriptors.is_socket)
 
 
 def _run_job(

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import json
 import logging
 import os
@@ -43,11 +42,12 @@ import signal
 import sys
 import threading
 import traceback
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from engine import descriptors
 from golem_task_api.client import TaskApiService
 
 log = logging.getLogger(__name__)
@@ -282,36 +282,9 @@ _inherited_streams: list[Any] = []
 
 
 def forget_node_descriptors(keep: int | None) -> None:
-    """In a process forked from the node: let go of every descriptor above 2 but ``keep``.
-
-    Each is pointed at /dev/null rather than closed. The node's Python
-    objects came along in the fork, and one collected here closes its
-    descriptor number: freed, that number would by then be one of ours. (Seen:
-    a provider dropped the node's multiprocessing heap, whose mmap closed what
-    had become the provider's epoll fd.) Pointed at /dev/null, the number
-    stays taken and whatever the node had opened is released all the same.
-    """
-    devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
-    try:
-        try:
-            fds: Iterable[int] = [int(name) for name in os.listdir("/proc/self/fd")]
-        except OSError:  # no /proc: every number the limit allows
-            fds = range(3, min(os.sysconf("SC_OPEN_MAX"), 1 << 16))
-        for fd in fds:
-            if fd <= 2 or fd in (devnull, keep):
-                continue
-            if _is_open(fd):
-                os.dup2(devnull, fd, inheritable=False)
-    finally:
-        os.close(devnull)
-
-
-def _is_open(fd: int) -> bool:
-    try:
-        fcntl.fcntl(fd, fcntl.F_GETFD)
-    except OSError:
-        return False  # e.g. the listing's own descriptor, closed by now
-    return True
+    """In a process forked from the node: let go of every descriptor above 2 but
+    ``keep``, without freeing its number (see `engine.descriptors`)."""
+    descriptors.release(descriptors.inherited([keep]))
 
 
 def _forked_here_main(stdin_fd: int, stdout_fd: int, log_fd: int) -> None:
