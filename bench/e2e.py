@@ -70,7 +70,7 @@ def one_run(base: Path, difficulty: int, subtasks: int) -> tuple[float, int, int
     providers, workers = default_split(subtasks, None, None, engine.usable_workers())
     scratch = scratch_dir(base)
     run = TaskRun(
-        LocalServers(scratch, workers, difficulty=difficulty), input_file, difficulty, subtasks, providers, base / "out"
+        LocalServers(scratch, workers), input_file, difficulty, subtasks, providers, base / "out"
     )
     started = time.perf_counter()
     asyncio.run(run.run())
@@ -83,19 +83,28 @@ def one_run(base: Path, difficulty: int, subtasks: int) -> tuple[float, int, int
     return seconds, sum(r.nonce + 1 for r in report.subtasks), report.hashes
 
 
-def tail_bound(subtasks: int, providers: int, trials: int = 20000, seed: int = 1) -> float:
+def tail_bound(subtasks: int, providers: int, workers: int, cores: int,
+               trials: int = 20000, seed: int = 1) -> float:
     """The median share of the pool's rate a node can reach at best: no overhead
-    at all, only the tail. A subtask's work is geometric (about exponential),
-    parts go to whichever provider is free first, and once none is left a
-    provider that finishes idles until the last one does."""
+    at all, only the tail. A subtask's work is geometric (about exponential);
+    parts go to providers as they free up; the computing ones share the cores,
+    each using at most ``workers`` of them. Once too few parts are left, cores
+    idle unless the providers still computing can use them (workers >= cores:
+    no loss at all)."""
     rng = random.Random(seed)
     shares = []
     for _ in range(trials):
-        loads = [0.0] * providers
         work = [rng.expovariate(1.0) for _ in range(subtasks)]
-        for w in work:
-            loads[loads.index(min(loads))] += w
-        shares.append(sum(work) / (providers * max(loads)))
+        waiting, running, clock = list(work), [], 0.0
+        while waiting or running:
+            while waiting and len(running) < providers:
+                running.append(waiting.pop(0))
+            speed = min(workers, cores / len(running))  # cores each running part gets
+            step = min(running) / speed
+            clock += step
+            running = [left - step * speed for left in running]
+            running = [left for left in running if left > 1e-12]
+        shares.append(sum(work) / (cores * clock))
     return statistics.median(shares)
 
 
@@ -143,9 +152,11 @@ def main() -> None:
     print(f"engine pool rate (engine.benchmark, before each run): median "
           f"{statistics.median(pool_rates) / 1e6:.1f} MH/s, {min(pool_rates) / 1e6:.1f}-"
           f"{max(pool_rates) / 1e6:.1f}")
-    providers, _ = default_split(args.subtasks, None, None, engine.usable_workers())
+    cores = engine.usable_workers()
+    providers, workers = default_split(args.subtasks, None, None, cores)
     print(f"{args.subtasks} subtasks, median of {args.reps} runs each; with no overhead but the "
-          f"tail ({providers} providers) at most {tail_bound(args.subtasks, providers):.2f} of the pool's rate")
+          f"tail ({providers} providers x {workers} workers) at most "
+          f"{tail_bound(args.subtasks, providers, workers, cores):.2f} of the pool's rate")
     for row in rows:
         print(
             f"difficulty {row['difficulty']:>3}: {row['median_seconds']:6.2f} s per run, "

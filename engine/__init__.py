@@ -2,8 +2,9 @@
 
 No gRPC and no asyncio here; usable on its own::
 
-    from engine import search
+    from engine import search, search_in_process
     solution = search("some input", difficulty=16)  # all usable cores, memory permitting
+    solution = search_in_process("some input", 16, threads=2)  # no pool: threads of this process
 
 Names are imported on first use, so a worker process that needs only
 ``engine.worker`` does not pay for the rest at start-up.
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
         WorkerCrashed,
         WorkerStalled,
     )
+    from engine.inprocess import search_in_process
     from engine.kernels import available_kernels, default_kernel
     from engine.pow import reference_search, sha256_hex, target_for, verify
     from engine.records import Progress, Solution
@@ -40,6 +42,7 @@ _HOMES = {
     "SearchCancelled": "engine.errors",
     "WorkerCrashed": "engine.errors",
     "WorkerStalled": "engine.errors",
+    "search_in_process": "engine.inprocess",
     "available_kernels": "engine.kernels",
     "default_kernel": "engine.kernels",
     "reference_search": "engine.pow",
@@ -68,6 +71,7 @@ __all__ = [
     "default_kernel",
     "reference_search",
     "search",
+    "search_in_process",
     "sha256_hex",
     "target_for",
     "usable_cores",

@@ -128,9 +128,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--subtasks", "-n", type=_positive, default=4,
                      help=f"subtasks to split into (default 4, at most {meta.MAX_PARTS})")
     run.add_argument("--providers", "-p", type=_positive, default=None,
-                     help="provider app servers computing at a time (default: share the usable cores)")
+                     help="provider app servers computing at a time (default: one per usable core)")
     run.add_argument("--workers", "-w", type=_workers, default=None,
-                     help="engine worker processes per provider (default: usable cores / providers)")
+                     help="search threads per provider (default: the usable cores; the providers "
+                     "computing at once share them, and the last ones of a run use them all)")
     run.add_argument("--subtask-timeout", type=_seconds, default=None, metavar="SECONDS",
                      help="give a provider this long per subtask, then stop it and re-issue the "
                      "part (default: 30 s + 12x the expected search time at the measured rate)")
@@ -222,15 +223,15 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, server_env: 
         _warn(f"--providers {requested} is more than --subtasks {args.subtasks}; using {args.subtasks}")
         requested = args.subtasks
     providers, workers = default_split(args.subtasks, 1 if remote else requested, args.workers, cores)
-    if not remote and providers * workers > cores:
-        _warn(f"{providers} provider(s) x {workers} worker(s) = {providers * workers} engine processes "
-              f"on {cores} usable core(s): they take turns, no faster than {cores}")
+    if not remote and (providers > cores or workers > cores):
+        _warn(f"{providers} provider(s) x {workers} worker(s) on {cores} usable core(s): "
+              f"they take turns, no faster than {cores} worker(s)")
     kernel = get_kernel(engine.default_kernel())
-    provider_rate = kernel.rate_estimate * min(workers, cores)
-    expected = expected_run_seconds(args.difficulty, args.subtasks, provider_rate * min(providers, cores))
+    run_rate = kernel.rate_estimate * min(providers * workers, cores)
+    expected = expected_run_seconds(args.difficulty, args.subtasks, run_rate)
     if expected > ABSURD_RUN_SECONDS:
         _warn(f"difficulty {args.difficulty} needs about 2^{args.difficulty} nonces per subtask: at about "
-              f"{format_rate(provider_rate * min(providers, cores))} this run is expected to take "
+              f"{format_rate(run_rate)} this run is expected to take "
               f"{format_duration(expected)}; Ctrl-C stops it")
     show_logs = args.verbose or LOG_LEVEL_ENV in server_env
     scratch = None
@@ -238,7 +239,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, server_env: 
         servers: Servers = RemoteServers(args.requestor, args.requestor_dir, args.provider, args.provider_dir)
     else:
         scratch = scratch_dir(None)
-        servers = LocalServers(scratch, workers, env=server_env, difficulty=args.difficulty,
+        servers = LocalServers(scratch, workers, env=server_env,
                                keep_work_dirs=args.keep_work_dirs)
     bar = None if args.json else ProgressBar(args.subtasks)
 
@@ -257,7 +258,7 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, server_env: 
         out_dir=args.out,
         progress=bar.update if bar else None,
         subtask_timeout=args.subtask_timeout,
-        provider_rate_hint=provider_rate,
+        provider_rate_hint=run_rate / providers,  # what each gets while all compute
         log_lines=log_line if show_logs else None,
     )
     if not args.json:

@@ -479,6 +479,7 @@ def _preload() -> None:
     import multiprocessing.synchronize  # noqa: F401
 
     import engine
+    import engine.inprocess  # noqa: F401
     import engine.supervisor  # noqa: F401
     import tutorial_app.entrypoint
     tutorial_app.entrypoint.build_parser()

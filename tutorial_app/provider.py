@@ -15,13 +15,10 @@ import asyncio
 import contextlib
 import logging
 import os
-import time
 from pathlib import Path
 from typing import Any
 
 import engine
-from engine.kernels import get_kernel
-from engine.pow import target_bytes
 from engine.supervisor import pool_start_method
 import golem_task_api as api
 from golem_task_api.errors import FailedPreconditionError, NotFoundError
@@ -44,17 +41,13 @@ POOL_START_ENV = "TUTORIAL_APP_POOL_START"
 """``eager`` (default): start the engine pool with the server, so a Compute does not
 wait for it. ``on-demand``: start it at the first Compute that needs one, so a
 provider that only ever searches in-process (small difficulties) never pays for it.
-``none``: no pool; every search runs in the provider's own process, for a provider
-given one core, where a pool would be one worker process more per subtask."""
+``none``: no pool; every search runs on threads of the provider's own process
+(`engine.search_in_process`), as many as its workers: what a node that starts a
+provider per subtask wants, as a pool costs a process per worker per subtask."""
 POOL_START_CHOICES = ("eager", "on-demand", "none")
 IN_PROCESS_MAX_DIFFICULTY = 16
 """Searches expected to try at most 2^16 nonces (milliseconds on one core) run in
 the provider's own process: handing them to the pool would cost more than they do."""
-_FIRST_SLICE = 1 << 14
-_MAX_SLICE = 1 << 22
-_SLICE_SECONDS = 0.005
-"""An in-process search scans in slices that grow to about this long: it looks at
-the shutdown flag and reports progress between them."""
 
 
 def pool_start_policy() -> str:
@@ -65,18 +58,11 @@ def pool_start_policy() -> str:
     return value
 
 
-def pool_start_for(difficulty: int | None, workers: int) -> str | None:
-    """The policy a node should give providers of ``workers`` engine workers for a
-    task at ``difficulty`` (None: not known); None leaves the provider's default.
-
-    One worker: no pool. Its one worker process would cost every subtask a
-    fork, its page faults and its exit (measured: 8 subtasks at difficulty 24
-    ran at 0.65 of the pool's rate with it, 0.69 without)."""
-    if workers == 1:
-        return "none"
-    if difficulty is None:
-        return None
-    return "on-demand" if difficulty <= IN_PROCESS_MAX_DIFFICULTY else "eager"
+LOCAL_NODE_POOL_START = "none"
+"""The policy the local node gives its providers. Each serves one subtask, so a pool
+would cost every subtask a process per worker; threads hash as fast. Measured with
+8 subtasks at difficulty 24 on 2 cores (paired, same salts): 2 one-worker pools
+0.65 of the pool's rate, 2 one-thread providers 0.69, 2 two-thread providers 0.74."""
 
 
 class ComputeFailedError(RuntimeError):
@@ -203,7 +189,7 @@ class ProviderHandler(api.ProviderAppHandler):
         try:
             if in_process:
                 solution = await api.threading.Executor.run(
-                    _search_in_process, member.text, difficulty, reporter)
+                    _search_in_process, member.text, difficulty, self._threads(difficulty), reporter)
             else:
                 solution = await api.threading.Executor.run(_search, pool, member.text, difficulty, reporter)
         except engine.SearchCancelled as exc:
@@ -228,6 +214,12 @@ class ProviderHandler(api.ProviderAppHandler):
                  subtask_id, solution.nonce, solution.hashes, solution.seconds,
                  solution.workers, solution.kernel)
         return Path(result_name)
+
+    def _threads(self, difficulty: int) -> int:
+        """Threads for an in-process search: one for a small one, the provider's workers otherwise."""
+        if difficulty <= IN_PROCESS_MAX_DIFFICULTY or self.lifecycle is None:
+            return 1
+        return self.lifecycle.workers or engine.usable_workers()
 
     async def run_benchmark(self, work_dir: Path) -> float:
         """Score this provider's hash rate on every usable core."""
@@ -289,26 +281,8 @@ def _search(
                           progress_interval=INTERVAL_SECONDS)
 
 
-def _search_in_process(text: str, difficulty: int, reporter: ProgressReporter) -> engine.Solution:
-    """Blocking sequential search on this process's kernel: the smallest nonce, as the pool finds."""
-    kernel = get_kernel(engine.default_kernel())
-    prefix = text.encode("utf-8")
-    target = target_bytes(difficulty)
-    stop = api.threading.Executor.is_shutting_down
-    began = time.perf_counter()
-    start = 0
-    span = _FIRST_SLICE
-    while True:
-        if stop():
-            raise engine.SearchCancelled("search cancelled", hashes=start,
-                                         seconds=time.perf_counter() - began)
-        scan_began = time.perf_counter()
-        found = kernel.scan(prefix, start, start + span, target)
-        now = time.perf_counter()
-        if found is not None:
-            return engine.Solution(nonce=found, digest=engine.sha256_hex(text, found), hashes=found + 1,
-                                   seconds=now - began, workers=1, kernel=kernel.name)
-        start += span
-        reporter.update(start, now - began)
-        if now - scan_began < _SLICE_SECONDS / 2 and span < _MAX_SLICE:
-            span *= 2  # a long search pays the per-slice cost (this loop, in Python) rarely
+def _search_in_process(text: str, difficulty: int, threads: int, reporter: ProgressReporter) -> engine.Solution:
+    """Blocking search on ``threads`` threads of this process: the smallest nonce, as the pool finds."""
+    return engine.search_in_process(
+        text, difficulty, threads=threads, should_stop=api.threading.Executor.is_shutting_down,
+        progress=lambda p: reporter.update(p.hashes, p.seconds), progress_interval=INTERVAL_SECONDS)

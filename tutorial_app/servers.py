@@ -29,7 +29,7 @@ from golem_task_api.argv import parse_port
 from golem_task_api.services import SubprocessTaskApiService, find_free_port
 
 from tutorial_app.forkserver import ForkedService, ForkServer
-from tutorial_app.provider import POOL_START_ENV, pool_start_for
+from tutorial_app.provider import LOCAL_NODE_POOL_START, POOL_START_ENV
 
 log = logging.getLogger(__name__)
 
@@ -99,10 +99,9 @@ class LocalServers:
     providers_ahead = True
 
     def __init__(self, scratch: Path, workers: int, env: dict[str, str] | None = None,
-                 fork: bool = True, difficulty: int | None = None, keep_work_dirs: bool = False) -> None:
-        """``env``: added to the servers' environment. ``difficulty``: the run's, when
-        known, so providers that will only search in-process never start a pool
-        (one-worker providers never do).
+                 fork: bool = True, keep_work_dirs: bool = False) -> None:
+        """``env``: added to the servers' environment; providers search on threads of
+        their own (`LOCAL_NODE_POOL_START`) unless it or ours sets `POOL_START_ENV`.
         ``keep_work_dirs``: leave each provider's work dir in place when it is
         released (for a look afterwards); otherwise only its log stays."""
         self.scratch = scratch
@@ -113,9 +112,8 @@ class LocalServers:
         self.requestor_port = find_free_port()
         self.requestor_log: Path | None = scratch / "requestor.log"
         self._env = {**(env or {}), "TUTORIAL_APP_WORKERS": str(workers)}
-        policy = pool_start_for(difficulty, workers)
-        if policy is not None and POOL_START_ENV not in self._env and not os.environ.get(POOL_START_ENV):
-            self._env[POOL_START_ENV] = policy
+        if POOL_START_ENV not in self._env and not os.environ.get(POOL_START_ENV):
+            self._env[POOL_START_ENV] = LOCAL_NODE_POOL_START
         self._fork = fork
         self._forkserver: ForkServer | None = None
         self._recent_ports: deque[int] = deque([self.requestor_port], maxlen=RECENT_PORTS)

@@ -63,12 +63,13 @@ def test_interrupt_stops_every_process(tmp_path: Path, input_file: Path, signum:
         [*CLI, "run", str(input_file), "-d", "256", "-n", "2", "-p", "2", "-w", "2",
          "--out", str(tmp_path / "out")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "TUTORIAL_APP_POOL_START": "eager"},
     )
     try:
         tree = psutil.Process(runner.pid)
         deadline = time.monotonic() + 30
         # The fork server, the requestor and 2 providers, each with a pool of
-        # 2 engine workers (a provider given one worker would have none).
+        # 2 engine workers (asked for: by default they search on threads).
         while len(tree.children(recursive=True)) < 8:
             assert runner.poll() is None, runner.communicate()
             assert time.monotonic() < deadline, "the run never got to computing"
@@ -341,7 +342,7 @@ def test_oversubscription_warns_and_keep_work_dirs_says_where(tmp_path: Path, in
                           env={**os.environ, "TUTORIAL_APP_WORKERS": "2", "TMPDIR": str(tmp_path)})
     assert done.returncode == 0, done.stderr
     assert "--providers 3 is more than --subtasks 1" in done.stderr
-    assert "1 provider(s) x 5 worker(s) = 5 engine processes on 2 usable core(s)" in done.stderr
+    assert "1 provider(s) x 5 worker(s) on 2 usable core(s): they take turns" in done.stderr
     kept = [line for line in done.stderr.splitlines() if line.startswith("work dirs and logs kept in ")]
     assert len(kept) == 1
     where = Path(kept[0].removeprefix("work dirs and logs kept in "))

@@ -228,20 +228,24 @@ def test_a_pool_that_cannot_start_fails_the_compute_with_the_reason(
             work, "s1", {"difficulty": IN_PROCESS_MAX_DIFFICULTY + 1, "resources": ["s1.zip"]}))
 
 
-def test_the_policy_a_node_gives_its_providers() -> None:
-    from tutorial_app.provider import IN_PROCESS_MAX_DIFFICULTY, pool_start_for
-    assert pool_start_for(24, workers=1) == "none"  # one worker: no pool at all
-    assert pool_start_for(None, workers=1) == "none"
-    assert pool_start_for(IN_PROCESS_MAX_DIFFICULTY, workers=2) == "on-demand"
-    assert pool_start_for(IN_PROCESS_MAX_DIFFICULTY + 1, workers=2) == "eager"
-    assert pool_start_for(None, workers=2) is None
+def test_the_local_node_has_its_providers_search_on_threads_unless_told_otherwise(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tutorial_app.provider import POOL_START_ENV
+    from tutorial_app.servers import LocalServers
+    monkeypatch.delenv(POOL_START_ENV, raising=False)
+    assert LocalServers(tmp_path / "a", workers=2)._env[POOL_START_ENV] == "none"
+    assert LocalServers(tmp_path / "b", workers=2, env={POOL_START_ENV: "eager"})._env[POOL_START_ENV] == "eager"
+    monkeypatch.setenv(POOL_START_ENV, "on-demand")  # the user's own setting reaches the providers as it is
+    assert POOL_START_ENV not in LocalServers(tmp_path / "c", workers=2)._env
 
 
-def test_with_no_pool_a_big_search_runs_here_and_finds_the_pools_nonce(tmp_path: Path) -> None:
+def test_with_no_pool_a_big_search_runs_here_on_a_thread_per_worker_and_finds_the_pools_nonce(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     import psutil
     from tutorial_app.provider import IN_PROCESS_MAX_DIFFICULTY
+    caplog.set_level("INFO", logger="tutorial_app.provider")
     work = _provider_dir(tmp_path)
-    lifecycle = ProviderLifecycle(workers=1, pool_start="none")
+    lifecycle = ProviderLifecycle(workers=2, pool_start="none")
     big = IN_PROCESS_MAX_DIFFICULTY + 2
     children = set(psutil.Process().children())
 
@@ -258,6 +262,7 @@ def test_with_no_pool_a_big_search_runs_here_and_finds_the_pools_nonce(tmp_path:
     assert lifecycle.searches_in_process and lifecycle.supervisor is None and not started
     digest, nonce = solve("provider input", big)
     assert _result(work, rel) == ("s1", f"{digest} {nonce}")
+    assert any(" on 2 workers " in r.getMessage() for r in caplog.records)
 
 
 @pytest.mark.timeout(30)

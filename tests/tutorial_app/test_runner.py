@@ -18,6 +18,7 @@ from golem_task_api.testutils import SubprocessTaskApiService
 from tutorial_app.forkserver import ForkedService
 from tutorial_app.node import ProviderResultError, _read_result
 from tutorial_app.progressfile import SearchProgress, read_progress
+from tutorial_app.provider import POOL_START_ENV
 import engine
 from app_testing import check_out_dir, children_now
 from file_races import dir_to_symlink, swap_at_open, to_symlink
@@ -53,10 +54,14 @@ class FirstProviderStuck(LocalServers):
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("fork, difficulty, workers", [(True, 10, 2), (False, 10, 2), (True, 18, 2), (True, 18, 1)],
-                         ids=["forked-in-process", "subprocess", "forked-pool", "forked-no-pool"])
-def test_whole_task_verifies(tmp_path: Path, input_file: Path, fork: bool, difficulty: int, workers: int) -> None:
-    servers = LocalServers(scratch_dir(tmp_path), workers=workers, fork=fork, difficulty=difficulty)
+@pytest.mark.parametrize("fork, difficulty, workers, pool_start",
+                         [(True, 10, 2, None), (False, 10, 2, None), (True, 18, 2, "eager"), (True, 18, 2, None),
+                          (True, 18, 1, None)],
+                         ids=["forked-small", "subprocess", "forked-pool", "forked-threads", "forked-one-thread"])
+def test_whole_task_verifies(tmp_path: Path, input_file: Path, fork: bool, difficulty: int, workers: int,
+                             pool_start: str | None) -> None:
+    env = {} if pool_start is None else {POOL_START_ENV: pool_start}
+    servers = LocalServers(scratch_dir(tmp_path), workers=workers, fork=fork, env=env)
     run = TaskRun(servers, input_file, difficulty=difficulty, subtasks=3, providers=2,
                   out_dir=tmp_path / "out")
     asyncio.run(run.run())
@@ -99,9 +104,11 @@ def test_provider_killed_mid_subtask_is_reissued(tmp_path: Path, input_file: Pat
 
 
 def test_default_split_shares_cores() -> None:
-    assert default_split(subtasks=8, providers=None, workers=None, cores=4) == (4, 1)
+    # Each provider may use every core: at the tail of a run the last ones do.
+    assert default_split(subtasks=8, providers=None, workers=None, cores=4) == (4, 4)
     assert default_split(subtasks=1, providers=None, workers=None, cores=4) == (1, 4)
-    assert default_split(subtasks=8, providers=2, workers=None, cores=4) == (2, 2)
+    assert default_split(subtasks=2, providers=None, workers=None, cores=4) == (2, 4)
+    assert default_split(subtasks=8, providers=2, workers=None, cores=4) == (2, 4)
     assert default_split(subtasks=8, providers=None, workers=2, cores=4) == (2, 2)
     assert default_split(subtasks=8, providers=None, workers=8, cores=2) == (1, 8)
 
@@ -379,7 +386,7 @@ def test_statuses_read_as_name_and_message() -> None:
 
 @pytest.mark.timeout(60)
 def test_provider_dying_mid_subtask_is_reported_with_its_log(tmp_path: Path, input_file: Path) -> None:
-    servers = LocalServers(scratch_dir(tmp_path), workers=1, difficulty=256)
+    servers = LocalServers(scratch_dir(tmp_path), workers=1)
     run = TaskRun(servers, input_file, difficulty=256, subtasks=1, providers=1, out_dir=tmp_path / "out")
 
     async def main() -> None:
