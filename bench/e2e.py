@@ -21,7 +21,6 @@ ratios compare pair by pair; the mean ratio is printed too.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
 import json
 import random
@@ -35,6 +34,7 @@ from types import SimpleNamespace
 
 import engine
 import tutorial_app.requestor
+from golem_task_api.loop import run as run_loop
 from tutorial_app.forkserver import can_fork_here
 from tutorial_app.runner import LocalServers, TaskRun, default_split, scratch_dir
 
@@ -73,7 +73,7 @@ def one_run(base: Path, difficulty: int, subtasks: int) -> tuple[float, int, int
         LocalServers(scratch, workers), input_file, difficulty, subtasks, providers, base / "out"
     )
     started = time.perf_counter()
-    asyncio.run(run.run())
+    run_loop(run.run())  # as `tutorial-app run` does
     seconds = time.perf_counter() - started
     report = run.report()
     if not report.ok:

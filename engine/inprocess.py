@@ -12,9 +12,12 @@ Slices are claimed in increasing order, so once a hit is known every slice
 that starts below it is already claimed, and its thread scans it to the end:
 the smallest hit of all is the smallest valid nonce, the one the pool and
 the guide's loop find. Each thread's slices start small (a quick search
-stays quick) and double while a scan takes under half of `SLICE_SECONDS`,
-so the Python between scans stays negligible and a stop request waits for
-at most one slice. The caller's thread checks `should_stop` and reports
+stays quick) and double while a scan takes under half of `SLICE_SECONDS`
+(and stay a small share of the search, `max_slice`), so the Python between
+scans stays negligible and a stop request waits for at most one slice. No
+thread claims a slice far above the lowest one still being scanned (the
+window): with more threads than cores, the thread holding the hit may wait
+for a core, and the others would otherwise scan on past it for nothing. The caller's thread checks `should_stop` and reports
 progress; a failing thread stops the others and its error is raised.
 """
 from __future__ import annotations
@@ -32,15 +35,22 @@ FIRST_SLICE = 1 << 14
 MAX_SLICE = 1 << 22
 SLICE_SECONDS = 0.005
 """A thread's slices grow until one scan takes about this long."""
+SLICES_PER_EXPECTED_SEARCH = 16
+"""...and stay below this share of the nonces a search is expected to try (2^d):
+once one thread hits, the others finish the slices they hold, above the hit or
+not, so smaller slices waste less of a short search."""
 MAX_THREADS = 1024
 
 
 class _Shared:
     """The state the threads of one search share; every field under `lock`."""
 
-    def __init__(self) -> None:
+    def __init__(self, window: int) -> None:
         self.lock = threading.Lock()
+        self.changed = threading.Condition(self.lock)
+        self.window = window
         self.next_start = 0
+        self.in_flight: set[int] = set()  # starts of the slices being scanned
         self.best: int | None = None
         self.hashes = 0
         self.stop = False
@@ -48,16 +58,28 @@ class _Shared:
 
     def claim(self, span: int) -> int | None:
         """The start of the next slice of ``span`` nonces; None once stopped or a hit is known
-        (every slice not yet claimed starts above it)."""
-        with self.lock:
-            start = self.next_start
-            if self.stop or self.best is not None:
-                return None
+        (every slice not yet claimed starts above it).
+
+        Waits while the slice would end more than ``window`` nonces above the
+        lowest slice still being scanned: a thread kept off its core (more
+        threads than cores) may hold the hit, and the others must not scan far
+        beyond it meanwhile."""
+        with self.changed:
+            while True:
+                if self.stop or self.best is not None:
+                    return None
+                start = self.next_start
+                if not self.in_flight or start + span - min(self.in_flight) <= self.window:
+                    break
+                self.changed.wait()
             self.next_start = start + span
+            self.in_flight.add(start)
             return start
 
     def scanned(self, start: int, span: int, found: int | None) -> None:
-        with self.lock:
+        with self.changed:
+            self.in_flight.discard(start)
+            self.changed.notify_all()
             if found is None:
                 self.hashes += span
                 return
@@ -65,10 +87,24 @@ class _Shared:
             if self.best is None or found < self.best:
                 self.best = found
 
+    def halt(self, error: BaseException | None = None) -> None:
+        """Claim no more slices (a stop, or ``error`` from a thread)."""
+        with self.changed:
+            self.stop = True
+            if error is not None and self.error is None:
+                self.error = error
+            self.changed.notify_all()
 
-def _scan_slices(shared: _Shared, kernel: Kernel, prefix: bytes, target: bytes,
+
+def max_slice(difficulty: int) -> int:
+    """The largest slice a thread claims at ``difficulty``."""
+    expected = 1 << difficulty
+    return max(FIRST_SLICE, min(MAX_SLICE, expected // SLICES_PER_EXPECTED_SEARCH))
+
+
+def _scan_slices(shared: _Shared, kernel: Kernel, prefix: bytes, target: bytes, largest: int,
                  after_slice: Callable[[], None] | None = None) -> None:
-    span = FIRST_SLICE
+    span = min(FIRST_SLICE, largest)
     while (start := shared.claim(span)) is not None:
         began = time.perf_counter()
         found = kernel.scan(prefix, start, start + span, target)
@@ -78,8 +114,8 @@ def _scan_slices(shared: _Shared, kernel: Kernel, prefix: bytes, target: bytes,
             return
         if after_slice is not None:
             after_slice()
-        if took < SLICE_SECONDS / 2 and span < MAX_SLICE:
-            span *= 2
+        if took < SLICE_SECONDS / 2 and span < largest:
+            span = min(span * 2, largest)
 
 
 def search_in_process(
@@ -109,24 +145,23 @@ def search_in_process(
     chosen = get_kernel(kernel if kernel is not None else default_kernel())
     prefix = input_data.encode("utf-8")
     target = target_bytes(difficulty)
-    shared = _Shared()
+    largest = max_slice(difficulty)
+    # Room for every thread's slice and one more: threads that keep their
+    # cores never wait.
+    shared = _Shared(window=(threads + 1) * largest)
     began = time.perf_counter()
     last_report = began
 
     def helper() -> None:
         try:
-            _scan_slices(shared, chosen, prefix, target)
+            _scan_slices(shared, chosen, prefix, target, largest)
         except BaseException as exc:  # handed to the caller's thread, which raises it
-            with shared.lock:
-                shared.stop = True
-                if shared.error is None:
-                    shared.error = exc
+            shared.halt(exc)
 
     def between_slices() -> None:
         nonlocal last_report
         if should_stop is not None and should_stop():
-            with shared.lock:
-                shared.stop = True
+            shared.halt()
             return
         now = time.perf_counter()
         if progress is not None and now - last_report >= progress_interval:
@@ -141,10 +176,9 @@ def search_in_process(
     for thread in helpers:
         thread.start()
     try:
-        _scan_slices(shared, chosen, prefix, target, between_slices)
+        _scan_slices(shared, chosen, prefix, target, largest, between_slices)
     except BaseException:
-        with shared.lock:
-            shared.stop = True
+        shared.halt()
         raise
     finally:
         # A helper finishes its slice (milliseconds) and claims no more.

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import engine
+from golem_task_api.loop import run as run_loop
 from engine.cores import MAX_WORKERS, check_worker_count
 from engine.errors import InvalidWorkerCount
 from engine.kernels import get_kernel
@@ -266,7 +267,9 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, server_env: 
         print(f"task {run.task_id}:\n  {args.subtasks} subtask(s) at difficulty {args.difficulty} "
               f"on {where}", file=sys.stderr)
     try:
-        exit_code = asyncio.run(_drive(run))
+        # uvloop, as the app servers run: the node's many short gRPC calls cost
+        # it less CPU, which at high difficulty is CPU the providers lack.
+        exit_code = run_loop(_drive(run))
     finally:
         if bar:
             bar.close()

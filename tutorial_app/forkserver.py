@@ -472,7 +472,7 @@ def _serve() -> None:
 def _preload() -> None:
     """Import, once, what every server's life would import again: the app, the engine
     and the pool's multiprocessing machinery, the event loop; load the native kernels
-    and build the entrypoint's parser."""
+    and build (and use) the entrypoint's parser."""
     import concurrent.futures.thread  # noqa: F401  (the run_in_executor pool)
     import multiprocessing.popen_spawn_posix  # noqa: F401
     import multiprocessing.sharedctypes  # noqa: F401
@@ -482,7 +482,8 @@ def _preload() -> None:
     import engine.inprocess  # noqa: F401
     import engine.supervisor  # noqa: F401
     import tutorial_app.entrypoint
-    tutorial_app.entrypoint.build_parser()
+    # Parsed once too: argparse compiles its patterns at the first parse.
+    tutorial_app.entrypoint.build_parser().parse_args(["provider", "1", "--work-dir", os.curdir])
     engine.available_kernels()
     with contextlib.suppress(ImportError):
         import uvloop  # noqa: F401

@@ -219,7 +219,9 @@ class ProviderHandler(api.ProviderAppHandler):
         """Threads for an in-process search: one for a small one, the provider's workers otherwise."""
         if difficulty <= IN_PROCESS_MAX_DIFFICULTY or self.lifecycle is None:
             return 1
-        return self.lifecycle.workers or engine.usable_workers()
+        # Cores only: the memory a worker process needs (what usable_workers
+        # also counts) is not what a thread needs.
+        return self.lifecycle.workers or engine.usable_cores()
 
     async def run_benchmark(self, work_dir: Path) -> float:
         """Score this provider's hash rate on every usable core."""

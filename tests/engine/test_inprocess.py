@@ -81,6 +81,38 @@ def test_every_thread_scans_at_the_same_time(monkeypatch: pytest.MonkeyPatch) ->
     assert solution.nonce == reference_search("three at once", 12)[1]
 
 
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("difficulty", [19, 21])
+def test_the_threads_scan_at_most_a_window_of_small_slices_past_the_hit(difficulty: int) -> None:
+    # Beyond the nonces below the hit: what was claimed before the hit was
+    # known, within the window above the lowest slice being scanned.
+    waste_allowed = (3 + 1) * inprocess.max_slice(difficulty)
+    assert inprocess.max_slice(difficulty) <= (1 << difficulty) // inprocess.SLICES_PER_EXPECTED_SEARCH
+    for n in range(4):
+        solution = search_in_process(f"waste-{n}", difficulty, threads=3)
+        assert solution.nonce + 1 <= solution.hashes <= solution.nonce + 1 + waste_allowed
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.usefixtures("tiny_slices")
+def test_while_the_thread_holding_the_hit_is_held_up_the_others_wait(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A thread kept off its core (more threads than cores) holds the slice
+    # with the answer: the others must not scan on far past it meanwhile.
+    real = get_kernel(default_kernel())
+    text, difficulty = "held up", 8
+    nonce = reference_search(text, difficulty)[1]
+
+    def scan(prefix: bytes, start: int, stop: int, target: bytes | None) -> int | None:
+        if start <= nonce < stop:
+            time.sleep(0.2)
+        return real.scan(prefix, start, stop, target)
+
+    monkeypatch.setattr(inprocess, "get_kernel", lambda name: _kernel_wrapping(scan))
+    solution = search_in_process(text, difficulty, threads=3)
+    assert solution.nonce == nonce
+    assert solution.hashes <= nonce + 1 + (3 + 1) * 8
+
+
 @pytest.mark.timeout(30)
 def test_a_stop_ends_an_endless_search_within_a_slice_with_the_work_done() -> None:
     asked: list[float] = []
