@@ -542,8 +542,9 @@ def default_split(subtasks: int, providers: int | None, workers: int | None, cor
     worker per usable core: while they all compute, the cores are shared out
     between them; once too few parts are left to keep every provider busy (the
     tail of a run), the last ones use the cores the others leave idle. Measured
-    with 8 subtasks at difficulty 24 on 2 cores: 0.74 of the pool's rate with
-    2 workers per provider, 0.69 with 1 (`python -m bench.e2e --seed`)."""
+    with 8 subtasks at difficulty 24 on 2 cores: 0.73 of the pool's rate with
+    2 workers per provider, 0.68 with 1 (`python -m bench.e2e --reps 20
+    --subtasks 8 --difficulty 24 --seed 100`, mean)."""
     if providers is None:
         providers = max(1, min(subtasks, cores if workers is None else max(1, cores // workers)))
     if workers is None:

@@ -61,8 +61,9 @@ def pool_start_policy() -> str:
 LOCAL_NODE_POOL_START = "none"
 """The policy the local node gives its providers. Each serves one subtask, so a pool
 would cost every subtask a process per worker; threads hash as fast. Measured with
-8 subtasks at difficulty 24 on 2 cores (paired, same salts): 2 one-worker pools
-0.65 of the pool's rate, 2 one-thread providers 0.69, 2 two-thread providers 0.74."""
+8 subtasks at difficulty 24 on 2 cores (`python -m bench.e2e --seed 100`, mean of
+20 runs): 0.65 of the pool's rate on one-worker pools, 0.68 on one thread, 0.73 on
+two threads per provider (see `default_split`)."""
 
 
 class ComputeFailedError(RuntimeError):
