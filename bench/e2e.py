@@ -36,7 +36,7 @@ import engine
 import tutorial_app.requestor
 from golem_task_api.loop import run as run_loop
 from tutorial_app.forkserver import can_fork_here
-from tutorial_app.runner import LocalServers, TaskRun, default_split, scratch_dir
+from tutorial_app.runner import LocalServers, TaskRun, default_split, scratch_dir, scratch_need_bytes
 
 INPUT = "Golem tutorial app end-to-end benchmark input.\n"
 
@@ -68,17 +68,20 @@ def one_run(base: Path, difficulty: int, subtasks: int) -> tuple[float, int, int
     input_file = base / "input.txt"
     input_file.write_text(INPUT, encoding="utf-8")
     providers, workers = default_split(subtasks, None, None, engine.usable_workers())
-    scratch = scratch_dir(base)
+    # Where `tutorial-app run` puts it (in memory when there is room).
+    scratch = scratch_dir(None, scratch_need_bytes(input_file.stat().st_size, subtasks))
     run = TaskRun(
         LocalServers(scratch, workers), input_file, difficulty, subtasks, providers, base / "out"
     )
-    started = time.perf_counter()
-    run_loop(run.run())  # as `tutorial-app run` does
-    seconds = time.perf_counter() - started
+    try:
+        started = time.perf_counter()
+        run_loop(run.run())
+        seconds = time.perf_counter() - started
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)  # in memory: never left behind
     report = run.report()
     if not report.ok:
         raise RuntimeError(f"run failed: {report.failures}")
-    shutil.rmtree(scratch)
     shutil.rmtree(base / "out")
     return seconds, sum(r.nonce + 1 for r in report.subtasks), report.hashes
 

@@ -30,7 +30,7 @@ from tutorial_app.progress import ProgressBar, format_duration, format_rate
 from tutorial_app.report import format_table
 from tutorial_app.servers import (
     ForeignDirectoryError, LocalServers, RemoteServers, Servers, check_provider_dir, parse_address,
-    scratch_dir,
+    scratch_dir, scratch_need_bytes,
 )
 from tutorial_app.node import RunError, TaskRun, default_split, expected_run_seconds
 
@@ -239,7 +239,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, server_env: 
     if remote:
         servers: Servers = RemoteServers(args.requestor, args.requestor_dir, args.provider, args.provider_dir)
     else:
-        scratch = scratch_dir(None)
+        scratch = scratch_dir(None, scratch_need_bytes(
+            args.input_file.stat().st_size, args.subtasks, args.keep_work_dirs))
         servers = LocalServers(scratch, workers, env=server_env,
                                keep_work_dirs=args.keep_work_dirs)
     bar = None if args.json else ProgressBar(args.subtasks)

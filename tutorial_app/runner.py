@@ -17,7 +17,7 @@ from tutorial_app.outdir import OutDirError, check_out_dir
 from tutorial_app.report import RunReport, SubtaskResult
 from tutorial_app.servers import (
     ConnectedService, ForeignDirectoryError, LocalServers, Provider, RemoteServers, Servers,
-    app_argv, check_provider_dir, parse_address, scratch_dir,
+    app_argv, check_provider_dir, parse_address, scratch_dir, scratch_need_bytes, scratch_root,
 )
 
 __all__ = [
@@ -42,4 +42,6 @@ __all__ = [
     "expected_run_seconds",
     "parse_address",
     "scratch_dir",
+    "scratch_need_bytes",
+    "scratch_root",
 ]
