@@ -125,7 +125,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--difficulty", "-d", type=_difficulty, required=True,
                      help="leading zero bits the digest needs (0..256); a subtask tries 2^d "
                      "nonces on average, so each +1 doubles the search (measured on 2 cores, "
-                     "4 subtasks in all: d=20 about 0.15 s, d=24 about 0.5 s, d=28 about 5 s)")
+                     "4 subtasks in all: d=20 about 0.15 s, d=24 0.3-0.5 s, d=28 3-5 s)")
     run.add_argument("--subtasks", "-n", type=_positive, default=4,
                      help=f"subtasks to split into (default 4, at most {meta.MAX_PARTS})")
     run.add_argument("--providers", "-p", type=_positive, default=None,
