@@ -3,11 +3,11 @@
 `ProviderLifecycle` owns the engine's worker pool for the life of the
 provider server: it starts the pool while the server starts (so a Compute
 does not pay for it) and closes it when the server stops. Small searches,
-and every search of a provider told to run no pool (one given a single
-worker), run in the provider's own process instead. `ProviderHandler`
-runs the search on that pool in `golem_task_api.threading.Executor`, polling
-`Executor.is_shutting_down()`, so a Shutdown during Compute stops the workers
-promptly.
+and every search of a provider told to run no pool (as the local node tells
+its providers), run on threads of the provider's own process instead
+(`engine.search_in_process`). `ProviderHandler` runs the search in
+`golem_task_api.threading.Executor`, polling `Executor.is_shutting_down()`,
+so a Shutdown during Compute stops the search promptly.
 """
 from __future__ import annotations
 
