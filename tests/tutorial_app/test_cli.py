@@ -55,22 +55,25 @@ def test_run_prints_progress_and_table(tmp_path: Path, input_file: Path) -> None
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("signum, again", [(signal.SIGINT, False), (signal.SIGTERM, False),
-                                           (signal.SIGINT, True)], ids=["INT", "TERM", "INT-twice"])
-def test_interrupt_stops_every_process(tmp_path: Path, input_file: Path, signum: int, again: bool) -> None:
+@pytest.mark.parametrize("signum, again, pool_start", [
+    (signal.SIGINT, False, "eager"), (signal.SIGTERM, False, "eager"), (signal.SIGINT, True, "eager"),
+    (signal.SIGINT, False, "none")], ids=["INT", "TERM", "INT-twice", "INT-threads"])
+def test_interrupt_stops_every_process(
+        tmp_path: Path, input_file: Path, signum: int, again: bool, pool_start: str) -> None:
     # Difficulty 256 never finishes: the run only ends through the signal.
     runner = subprocess.Popen(
         [*CLI, "run", str(input_file), "-d", "256", "-n", "2", "-p", "2", "-w", "2",
          "--out", str(tmp_path / "out")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env={**os.environ, "TUTORIAL_APP_POOL_START": "eager"},
+        env={**os.environ, "TUTORIAL_APP_POOL_START": pool_start, "TMPDIR": str(tmp_path)},
     )
     try:
         tree = psutil.Process(runner.pid)
         deadline = time.monotonic() + 30
-        # The fork server, the requestor and 2 providers, each with a pool of
-        # 2 engine workers (asked for: by default they search on threads).
-        while len(tree.children(recursive=True)) < 8:
+        # The fork server, the requestor and 2 providers; with pools, each
+        # provider's 2 engine workers too (by default they search on threads).
+        while len(tree.children(recursive=True)) < (8 if pool_start == "eager" else 4) or (
+                pool_start == "none" and len(list(tmp_path.glob("*/providers/*/*.progress"))) < 2):
             assert runner.poll() is None, runner.communicate()
             assert time.monotonic() < deadline, "the run never got to computing"
             time.sleep(0.05)

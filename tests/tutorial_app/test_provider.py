@@ -266,10 +266,12 @@ def test_with_no_pool_a_big_search_runs_here_on_a_thread_per_worker_and_finds_th
 
 
 @pytest.mark.timeout(30)
-def test_shutdown_stops_a_long_search_that_runs_here_within_a_slice(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_shutdown_stops_a_long_search_that_runs_here_within_a_slice(tmp_path: Path, workers: int) -> None:
+    import threading
     from tutorial_app.progressfile import progress_path, read_progress
     work = _provider_dir(tmp_path)
-    lifecycle = ProviderLifecycle(workers=1, pool_start="none")
+    lifecycle = ProviderLifecycle(workers=workers, pool_start="none")
 
     async def scenario() -> float:
         await lifecycle.on_before_startup()
@@ -285,3 +287,4 @@ def test_shutdown_stops_a_long_search_that_runs_here_within_a_slice(tmp_path: Pa
     assert asyncio.run(scenario()) < 0.2
     progress = read_progress(progress_path(work, "s1"))
     assert progress is not None and progress.done and progress.hashes > 1_000_000
+    assert not [t for t in threading.enumerate() if t.name.startswith("engine-search-")]
