@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 import engine
+from engine.cores import workers_override
 from tutorial_app.provider import pool_start_policy
 
 KERNEL_ENV = "TUTORIAL_APP_KERNEL"
@@ -22,7 +23,10 @@ class SettingError(Exception):
 def check_engine_settings() -> None:
     """Check TUTORIAL_APP_WORKERS, TUTORIAL_APP_KERNEL and TUTORIAL_APP_POOL_START."""
     try:
-        engine.usable_workers()
+        # The setting only: what memory allows is the pool's to weigh (and
+        # warn about) when it starts, and reading the cgroup files here would
+        # cost every app server's start for nothing.
+        workers_override()
     except ValueError as exc:
         raise SettingError(str(exc)) from None
     try:
