@@ -240,7 +240,8 @@ def _run(parser: argparse.ArgumentParser, args: argparse.Namespace, server_env: 
         servers: Servers = RemoteServers(args.requestor, args.requestor_dir, args.provider, args.provider_dir)
     else:
         scratch = scratch_dir(None, scratch_need_bytes(
-            args.input_file.stat().st_size, args.subtasks, args.keep_work_dirs))
+            args.input_file.stat().st_size, args.subtasks, args.keep_work_dirs),
+            claim=not args.keep_work_dirs)
         servers = LocalServers(scratch, workers, env=server_env,
                                keep_work_dirs=args.keep_work_dirs)
     bar = None if args.json else ProgressBar(args.subtasks)

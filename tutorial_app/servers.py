@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+import psutil
 from golem_task_api.client import TaskApiService
 from golem_task_api.argv import parse_port
 from golem_task_api.services import SubprocessTaskApiService, find_free_port
@@ -393,10 +394,61 @@ def scratch_root(need_bytes: int, memory: Path | None = None) -> Path | None:
     return memory if usage.f_bavail * usage.f_frsize >= 2 * need_bytes else None
 
 
-def scratch_dir(base: Path | None, need_bytes: int = _SCRATCH_MARGIN_BYTES) -> Path:
+SCRATCH_PREFIX = "tutorial-app-node-"
+OWNER_FILE = ".owner"
+"""In a scratch dir in memory: the pid and start time of the run that owns it.
+A run killed outright cannot remove its scratch dir, and in memory that dir
+would hold RAM until a reboot; the next run finds it by its dead owner and
+removes it (`sweep_abandoned_scratch`)."""
+
+
+def process_stamp(pid: int) -> str | None:
+    """``"<pid> <start time>"``: names one process, even once its pid is reused; None if it is gone."""
+    try:
+        return f"{pid} {psutil.Process(pid).create_time():.3f}"
+    except psutil.Error:
+        return None
+
+
+def sweep_abandoned_scratch(root: Path) -> list[Path]:
+    """Remove the scratch dirs under ``root`` whose run ended without removing them.
+
+    Only dirs of ours (our uid, not symlinks) that name an owner that is gone:
+    an unclaimed one (kept with ``--keep-work-dirs``, or not ours) stays."""
+    removed = []
+    for path in root.glob(SCRATCH_PREFIX + "*"):
+        try:
+            info = path.lstat()
+            if not path.is_dir() or path.is_symlink() or info.st_uid != os.getuid():
+                continue
+            stamp = (path / OWNER_FILE).read_text(encoding="ascii").strip()
+            pid = int(stamp.split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+        if process_stamp(pid) == stamp:
+            continue  # its run goes on
+        shutil.rmtree(path, ignore_errors=True)
+        log.info("removed %s, left behind by a run that was killed", path)
+        removed.append(path)
+    return removed
+
+
+def scratch_dir(base: Path | None, need_bytes: int = _SCRATCH_MARGIN_BYTES, claim: bool = True) -> Path:
     """A fresh directory for the app servers' work dirs: under ``base``, or
-    where `scratch_root` says for a run needing about ``need_bytes``."""
+    where `scratch_root` says for a run needing about ``need_bytes``.
+
+    In memory, what runs killed outright left there is removed first, and
+    the new dir names this process as its owner unless ``claim`` is false
+    (a dir the user keeps must outlive us)."""
     if base is not None:
         base.mkdir(parents=True, exist_ok=True)
         return Path(tempfile.mkdtemp(prefix="node-", dir=base))
-    return Path(tempfile.mkdtemp(prefix="tutorial-app-node-", dir=scratch_root(need_bytes)))
+    root = scratch_root(need_bytes)
+    if root is None:
+        return Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX))
+    sweep_abandoned_scratch(root)
+    path = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=root))
+    stamp = process_stamp(os.getpid())
+    if claim and stamp is not None:
+        (path / OWNER_FILE).write_text(stamp + "\n", encoding="ascii")
+    return path
