@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import shutil
+import stat
 import sys
 import tempfile
 import time
@@ -418,8 +419,8 @@ def sweep_abandoned_scratch(root: Path) -> list[Path]:
     removed = []
     for path in root.glob(SCRATCH_PREFIX + "*"):
         try:
-            info = path.lstat()
-            if not path.is_dir() or path.is_symlink() or info.st_uid != os.getuid():
+            info = path.lstat()  # a symlink is not a directory here
+            if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid():
                 continue
             stamp = (path / OWNER_FILE).read_text(encoding="ascii").strip()
             pid = int(stamp.split()[0])
@@ -448,7 +449,6 @@ def scratch_dir(base: Path | None, need_bytes: int = _SCRATCH_MARGIN_BYTES, clai
         return Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX))
     sweep_abandoned_scratch(root)
     path = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=root))
-    stamp = process_stamp(os.getpid())
-    if claim and stamp is not None:
-        (path / OWNER_FILE).write_text(stamp + "\n", encoding="ascii")
+    if claim:
+        (path / OWNER_FILE).write_text(f"{process_stamp(os.getpid())}\n", encoding="ascii")
     return path
